@@ -1,0 +1,34 @@
+# Two commands do all the set-up: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+AIRFLOW_HOME ?= $(CURDIR)/.airflow-home
+PYTEST_ARGS ?=
+
+.PHONY: run test lint unit integration clean
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check uv
+	$(BIN)/uv pip install -q --python $(BIN)/python -e ".[test]"
+	touch $@
+
+run: $(BIN)/.installed
+	AIRFLOW_HOME=$(AIRFLOW_HOME) $(BIN)/airflow kestra standalone
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check airflow_kestra_provider dags_examples tests
+	$(BIN)/ruff format --check airflow_kestra_provider dags_examples tests
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+unit: $(BIN)/.installed
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+integration: $(BIN)/.installed
+	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .airflow-home .mypy_cache .ruff_cache .pytest_cache

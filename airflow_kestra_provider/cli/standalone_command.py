@@ -1,0 +1,107 @@
+"""``airflow kestra standalone``: the whole stack on one machine, embedded PostgreSQL by default."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+from airflow_kestra_provider import settings
+from airflow_kestra_provider.stack.environment import ADMIN_USER, StackConfig
+from airflow_kestra_provider.stack.stack import AirflowStack, StackFailed, resolve_database
+
+STANDALONE_EXECUTOR = "LocalExecutor"
+STANDALONE_SCHEDULER_ARGS: tuple[str, ...] = ("scheduler",)
+
+
+class _StopRequested(Exception):
+    """SIGTERM or SIGINT arrived: stop every child and the database."""
+
+
+def example_dags_folder() -> Path:
+    """The ``dags_examples`` folder: inside the installed package, or beside it in a checkout."""
+    package_dir = Path(__file__).resolve().parent.parent
+    for candidate in (package_dir / "dags_examples", package_dir.parent / "dags_examples"):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError("dags_examples folder not found; pass --dags-folder")
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise _StopRequested(signal.Signals(signum).name)
+
+
+def standalone(args: argparse.Namespace) -> None:
+    from airflow.configuration import AIRFLOW_HOME, conf
+
+    try:
+        settings.validate_all()
+    except settings.KestraConfigError as err:
+        sys.exit(str(err))
+    home = Path(AIRFLOW_HOME)
+    port = args.port or settings.standalone_port()
+    dags_folder = Path(args.dags_folder).resolve() if args.dags_folder else example_dags_folder()
+    configured_conn = conf.get("database", "sql_alchemy_conn", fallback="")
+
+    signal.signal(signal.SIGTERM, _raise_stop)
+    signal.signal(signal.SIGINT, _raise_stop)
+    database = None
+    stack: AirflowStack | None = None
+    exit_code = 0
+    try:
+        print(f"AIRFLOW_HOME {home}", flush=True)
+        db_url, database = resolve_database(home, configured_conn, settings.embedded_postgres_dir())
+        where = f"embedded PostgreSQL in {database.data_dir}" if database else "configured database"
+        print(f"database: {where}", flush=True)
+        config = StackConfig(
+            home=home,
+            sql_alchemy_conn=db_url,
+            dags_folder=dags_folder,
+            port=port,
+            executor=STANDALONE_EXECUTOR,
+        )
+        stack = AirflowStack(config, scheduler_args=STANDALONE_SCHEDULER_ARGS, api_workers=2)
+        print(
+            "migrating the database and starting api-server, dag-processor, triggerer, scheduler ...",
+            flush=True,
+        )
+        stack.start()
+        print(
+            f"\nAirflow is ready: {config.base_url}\n"
+            f"  login: {ADMIN_USER} / {stack.password}\n"
+            f"  DAGs folder: {dags_folder}\n"
+            f"  component logs: {stack.supervisor.log_dir}\n"
+            "Press Ctrl-C to stop.\n",
+            flush=True,
+        )
+        _watch(stack)
+    except _StopRequested as stop:
+        print(f"\n{stop}: stopping ...", flush=True)
+    except StackFailed as err:
+        print(f"\n{err}", file=sys.stderr, flush=True)
+        exit_code = 1
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if stack is not None:
+            stack.stop()
+        if database is not None:
+            database.stop()
+        print("stopped: no component or database process left", flush=True)
+    sys.exit(exit_code)
+
+
+def _watch(stack: AirflowStack, interval: float = 5.0) -> None:
+    """Print each component's health when it changes; fail when a component exits."""
+    last: dict[str, str] = {}
+    while True:
+        stack.raise_if_dead()
+        health = stack.health()
+        if health != last:
+            line = "  ".join(f"{name}={status}" for name, status in sorted(health.items()))
+            print(f"[{time.strftime('%H:%M:%S')}] health: {line}", flush=True)
+            last = health
+        time.sleep(interval)

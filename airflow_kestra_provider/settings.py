@@ -1,0 +1,317 @@
+"""The ``[kestra]`` configuration section: declared once here, read through accessors.
+
+Every option is declared in :data:`OPTIONS`; ``get_provider_info`` publishes the same
+table to Airflow (so ``airflow config list --section kestra`` shows it), and the
+accessors below read and validate values on demand. Nothing is read at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SECTION = "kestra"
+VERSION_ADDED = "0.1.0"
+
+
+class KestraConfigError(ValueError):
+    """A ``[kestra]`` option holds a value outside its accepted range."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """One ``[kestra]`` option: its type, default, accepted range and documentation."""
+
+    name: str
+    type: str  # "integer", "float", "boolean" or "string"
+    default: str
+    description: str
+    example: str
+    minimum: float | None = None
+    maximum: float | None = None
+
+    def accepted(self) -> str:
+        if self.type == "boolean":
+            return "True or False"
+        if self.type == "string":
+            return "a string"
+        low = "" if self.minimum is None else f">= {self.minimum:g}"
+        high = "" if self.maximum is None else f"<= {self.maximum:g}"
+        kind = "an integer" if self.type == "integer" else "a number"
+        bounds = " and ".join(b for b in (low, high) if b)
+        return f"{kind} {bounds}".strip()
+
+    def parse(self, raw: str) -> Any:
+        """Convert ``raw`` to this option's type, or raise :class:`KestraConfigError`."""
+        text = raw.strip()
+        try:
+            if self.type == "integer":
+                value: Any = int(text)
+            elif self.type == "float":
+                value = float(text)
+            elif self.type == "boolean":
+                lowered = text.lower()
+                if lowered in ("true", "1", "yes", "on"):
+                    return True
+                if lowered in ("false", "0", "no", "off"):
+                    return False
+                raise ValueError(text)
+            else:
+                return text
+        except ValueError:
+            raise KestraConfigError(self._message(raw)) from None
+        if (self.minimum is not None and value < self.minimum) or (
+            self.maximum is not None and value > self.maximum
+        ):
+            raise KestraConfigError(self._message(raw))
+        return value
+
+    def _message(self, raw: str) -> str:
+        return (
+            f"[{SECTION}] {self.name} = {raw!r} is invalid: expected {self.accepted()} "
+            f"(default {self.default}); set it in airflow.cfg or "
+            f"AIRFLOW__{SECTION.upper()}__{self.name.upper()}"
+        )
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option(
+        "embedded_worker",
+        "boolean",
+        "True",
+        "Run a KestraExecutor worker inside the scheduler process. Set to False when all task "
+        "instances are run by ``airflow kestra worker`` processes on other machines.",
+        "False",
+    ),
+    Option(
+        "poll_size",
+        "integer",
+        "100",
+        "Most queued task instances one worker claims with its single query per poll.",
+        "200",
+        1,
+        10000,
+    ),
+    Option(
+        "thread_count",
+        "integer",
+        "0",
+        "Threads that process a claimed batch (build workloads, hand them to task processes, "
+        "report results). 0 means max(4, number of CPUs).",
+        "8",
+        0,
+        1024,
+    ),
+    Option(
+        "worker_concurrency",
+        "integer",
+        "0",
+        "Task processes one worker runs at once (its pre-forked runner pool). 0 means "
+        "``[core] parallelism``.",
+        "16",
+        0,
+        4096,
+    ),
+    Option(
+        "queues",
+        "string",
+        "",
+        "Comma-separated task queues a worker serves; empty serves every queue.",
+        "default,high_memory",
+    ),
+    Option(
+        "min_poll_interval",
+        "float",
+        "0.025",
+        "Seconds an idle poller sleeps right after the queue went empty (Kestra's minimum).",
+        "0.05",
+        0.001,
+        60,
+    ),
+    Option(
+        "max_poll_interval",
+        "float",
+        "0.5",
+        "Seconds an idle poller sleeps once idle longer than ``poll_switch_interval``, and after "
+        "a database error.",
+        "1.0",
+        0.001,
+        600,
+    ),
+    Option(
+        "poll_switch_interval",
+        "float",
+        "60",
+        "Seconds of idleness after which the poller sleeps ``max_poll_interval``; the back-off "
+        "steps halve it ``switch_steps`` times.",
+        "120",
+        0.001,
+        86400,
+    ),
+    Option(
+        "switch_steps",
+        "integer",
+        "5",
+        "Number of step-wise back-off levels between the minimum and maximum poll interval.",
+        "3",
+        0,
+        32,
+    ),
+    Option(
+        "listen_notify",
+        "boolean",
+        "True",
+        "On PostgreSQL, wake idle pollers and the scheduler at once with LISTEN/NOTIFY.",
+        "False",
+    ),
+    Option(
+        "worker_heartbeat_interval",
+        "float",
+        "5",
+        "Seconds between a worker's heartbeats in the ``kestra_worker`` table.",
+        "10",
+        0.1,
+        3600,
+    ),
+    Option(
+        "worker_timeout",
+        "float",
+        "30",
+        "Seconds without a heartbeat after which a worker is presumed dead and its claimed task "
+        "instances are failed (or retried) so nothing stays claimed by a dead worker.",
+        "60",
+        1,
+        86400,
+    ),
+    Option(
+        "scheduler_loop_budget",
+        "float",
+        "1.0",
+        "Seconds the Kestra scheduler may spend creating dag runs in one loop before it turns "
+        "to running dag runs again.",
+        "2.0",
+        0.01,
+        600,
+    ),
+    Option(
+        "dag_cache_size",
+        "integer",
+        "10000",
+        "Deserialized DAGs the Kestra scheduler keeps, keyed by dag id and version.",
+        "100000",
+        1,
+        10_000_000,
+    ),
+    Option(
+        "standalone_port",
+        "integer",
+        "8080",
+        "Port of the api-server that ``airflow kestra standalone`` starts.",
+        "8081",
+        1,
+        65535,
+    ),
+    Option(
+        "embedded_postgres_dir",
+        "string",
+        "",
+        "Data folder of the embedded PostgreSQL that ``airflow kestra standalone`` starts when "
+        "``[database] sql_alchemy_conn`` does not point at a server. Empty means "
+        "``$AIRFLOW_HOME/kestra-postgres``.",
+        "/var/lib/airflow/pg",
+    ),
+)
+
+OPTIONS_BY_NAME: dict[str, Option] = {option.name: option for option in OPTIONS}
+
+
+def get(name: str) -> Any:
+    """Read and validate one ``[kestra]`` option from Airflow's configuration."""
+    from airflow.configuration import conf
+
+    option = OPTIONS_BY_NAME[name]
+    raw = conf.get(SECTION, name, fallback=option.default)
+    return option.parse(str(raw))
+
+
+def validate_all() -> None:
+    """Validate every ``[kestra]`` option; raise on the first bad one. Call at component start."""
+    for option in OPTIONS:
+        get(option.name)
+
+
+def embedded_worker() -> bool:
+    return bool(get("embedded_worker"))
+
+
+def poll_size() -> int:
+    return int(get("poll_size"))
+
+
+def thread_count() -> int:
+    configured = int(get("thread_count"))
+    return configured if configured > 0 else max(4, os.cpu_count() or 1)
+
+
+def worker_concurrency() -> int:
+    configured = int(get("worker_concurrency"))
+    if configured > 0:
+        return configured
+    from airflow.configuration import conf
+
+    return conf.getint("core", "parallelism")
+
+
+def queues() -> frozenset[str]:
+    return frozenset(q.strip() for q in str(get("queues")).split(",") if q.strip())
+
+
+def min_poll_interval() -> float:
+    return float(get("min_poll_interval"))
+
+
+def max_poll_interval() -> float:
+    return float(get("max_poll_interval"))
+
+
+def poll_switch_interval() -> float:
+    return float(get("poll_switch_interval"))
+
+
+def switch_steps() -> int:
+    return int(get("switch_steps"))
+
+
+def listen_notify() -> bool:
+    return bool(get("listen_notify"))
+
+
+def worker_heartbeat_interval() -> float:
+    return float(get("worker_heartbeat_interval"))
+
+
+def worker_timeout() -> float:
+    return float(get("worker_timeout"))
+
+
+def scheduler_loop_budget() -> float:
+    return float(get("scheduler_loop_budget"))
+
+
+def dag_cache_size() -> int:
+    return int(get("dag_cache_size"))
+
+
+def standalone_port() -> int:
+    return int(get("standalone_port"))
+
+
+def embedded_postgres_dir() -> Path:
+    configured = str(get("embedded_postgres_dir"))
+    if configured:
+        return Path(configured).expanduser()
+    from airflow.configuration import AIRFLOW_HOME
+
+    return Path(AIRFLOW_HOME) / "kestra-postgres"

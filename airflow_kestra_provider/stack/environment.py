@@ -1,0 +1,81 @@
+"""Environment (``AIRFLOW__*`` variables) for the processes of one Airflow stack."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+KESTRA_EXECUTOR = "airflow_kestra_provider.executors.kestra_executor.KestraExecutor"
+ADMIN_USER = "admin"
+
+
+@dataclass
+class StackConfig:
+    """What one stack runs against: its home, database, DAGs, port and executor."""
+
+    home: Path
+    sql_alchemy_conn: str
+    dags_folder: Path
+    port: int = 8080
+    executor: str = KESTRA_EXECUTOR
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def stack_environment(config: StackConfig, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment each component of ``config``'s stack is started with."""
+    env = dict(os.environ if base is None else base)
+    # A stack is self-contained: drop the caller's Airflow settings so they cannot leak in.
+    env = {k: v for k, v in env.items() if not k.startswith("AIRFLOW__")}
+    env.update(
+        {
+            "AIRFLOW_HOME": str(config.home),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": config.sql_alchemy_conn,
+            "AIRFLOW__CORE__EXECUTOR": config.executor,
+            "AIRFLOW__CORE__DAGS_FOLDER": str(config.dags_folder),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
+            "AIRFLOW__API__PORT": str(config.port),
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__BASE_URL": f"{config.base_url}/",
+            "AIRFLOW__API_AUTH__JWT_SECRET": _stable_secret(config.home, "jwt_secret"),
+            "AIRFLOW__API__SECRET_KEY": _stable_secret(config.home, "secret_key"),
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        }
+    )
+    env.update(config.extra)
+    return env
+
+
+def _stable_secret(home: Path, name: str) -> str:
+    """A random secret generated once per ``home`` and kept there, shared by all components."""
+    path = home / f".kestra-{name}"
+    if not path.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def admin_password(home: Path) -> str:
+    """The admin password of the stack in ``home``: generated once and stored where
+    Airflow's SimpleAuthManager reads it."""
+    path = home / "simple_auth_manager_passwords.json.generated"
+    passwords: dict[str, str] = {}
+    if path.exists() and path.read_text().strip():
+        passwords = json.loads(path.read_text())
+    if ADMIN_USER not in passwords:
+        passwords[ADMIN_USER] = secrets.token_urlsafe(12)
+        home.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(passwords) + "\n")
+        path.chmod(0o600)
+    return passwords[ADMIN_USER]

@@ -1,0 +1,111 @@
+"""One whole Airflow stack (database, api-server, dag-processor, triggerer, scheduler)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from airflow_kestra_provider.stack.api_client import AirflowApiClient
+from airflow_kestra_provider.stack.embedded_postgres import EmbeddedPostgres
+from airflow_kestra_provider.stack.environment import (
+    ADMIN_USER,
+    StackConfig,
+    admin_password,
+    stack_environment,
+)
+from airflow_kestra_provider.stack.processes import Supervisor, airflow_argv, run_airflow
+
+log = logging.getLogger(__name__)
+
+HEALTH_COMPONENTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+
+
+class StackFailed(RuntimeError):
+    """A component of the stack died or did not become healthy."""
+
+
+class AirflowStack:
+    """Starts the components of ``config`` as subprocesses and stops every one of them."""
+
+    def __init__(
+        self,
+        config: StackConfig,
+        scheduler_args: Sequence[str] = ("scheduler",),
+        api_workers: int = 1,
+    ) -> None:
+        self.config = config
+        self.scheduler_args = tuple(scheduler_args)
+        self.api_workers = api_workers
+        self.env = stack_environment(config)
+        self.supervisor = Supervisor(self.env, config.home / "logs" / "components")
+
+    @property
+    def password(self) -> str:
+        return admin_password(self.config.home)
+
+    def client(self) -> AirflowApiClient:
+        return AirflowApiClient(self.config.base_url, ADMIN_USER, self.password)
+
+    def migrate(self) -> None:
+        run_airflow(self.env, "db", "migrate")
+
+    def start(self, timeout: float = 180.0) -> None:
+        """Migrate the database, start all components and wait until the API reports them healthy."""
+        self.config.home.mkdir(parents=True, exist_ok=True)
+        self.password  # noqa: B018 - create the password file before the api-server reads it
+        self.migrate()
+        self.supervisor.start(
+            "api-server",
+            airflow_argv("api-server", "--port", str(self.config.port), "--workers", str(self.api_workers)),
+        )
+        self.supervisor.start("dag-processor", airflow_argv("dag-processor"))
+        self.supervisor.start("triggerer", airflow_argv("triggerer"))
+        self.supervisor.start("scheduler", airflow_argv(*self.scheduler_args))
+        self.wait_healthy(timeout)
+
+    def wait_healthy(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        with self.client() as client:
+            while True:
+                self.raise_if_dead()
+                try:
+                    client.wait_healthy(HEALTH_COMPONENTS, timeout=2.0)
+                    return
+                except Exception as err:
+                    if time.monotonic() > deadline:
+                        raise StackFailed(f"stack not healthy after {timeout:.0f}s: {err}") from err
+
+    def health(self) -> dict[str, str]:
+        """Status of each component as the API reports it, plus processes that died."""
+        status: dict[str, str] = {}
+        try:
+            with self.client() as client:
+                for name, body in client.health().items():
+                    status[name] = str(body.get("status"))
+        except Exception as err:
+            status["api-server"] = f"unreachable ({type(err).__name__})"
+        for component in self.supervisor.dead():
+            status[component.name] = "exited"
+        return status
+
+    def raise_if_dead(self) -> None:
+        dead = self.supervisor.dead()
+        if dead:
+            name = dead[0].name
+            raise StackFailed(f"{name} exited; last lines of its log:\n{self.supervisor.log_tail(name)}")
+
+    def stop(self) -> None:
+        self.supervisor.stop_all()
+
+
+def resolve_database(
+    home: Path, configured_conn: str | None, pg_dir: Path | None = None
+) -> tuple[str, EmbeddedPostgres | None]:
+    """The connection to use: ``configured_conn`` when it points at a server, else an embedded
+    PostgreSQL under ``pg_dir`` (default ``home/kestra-postgres``), started here."""
+    if configured_conn and not configured_conn.startswith("sqlite"):
+        return configured_conn, None
+    server = EmbeddedPostgres(pg_dir or home / "kestra-postgres")
+    return server.start(), server

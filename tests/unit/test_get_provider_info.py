@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import airflow
+import jsonschema
+
+from airflow_kestra_provider.get_provider_info import get_provider_info
+from airflow_kestra_provider.settings import OPTIONS
+
+
+def test_provider_info_matches_airflow_schema():
+    schema = json.loads((Path(airflow.__file__).parent / "provider_info.schema.json").read_text())
+    jsonschema.validate(get_provider_info(), schema)
+
+
+def test_every_option_is_fully_declared():
+    declared = get_provider_info()["config"]["kestra"]["options"]
+    assert set(declared) == {o.name for o in OPTIONS}
+    for name, option in declared.items():
+        for key in ("description", "type", "version_added", "example"):
+            assert option[key], f"{name} lacks {key}"
+        assert option["default"] is not None, f"{name} lacks a default"
+
+
+def test_registered_with_providers_manager():
+    from airflow.providers_manager import ProvidersManager
+
+    providers = ProvidersManager().providers
+    assert "airflow-kestra-provider" in providers
