@@ -60,5 +60,8 @@ def test_queues_parsed(monkeypatch):
 
 def test_poll_size_minus_one_message(monkeypatch):
     monkeypatch.setenv("AIRFLOW__KESTRA__POLL_SIZE", "-1")
-    with pytest.raises(KestraConfigError, match=r"\[kestra\] poll_size = '-1' is invalid: expected an integer >= 1 and <= 10000"):
+    with pytest.raises(
+        KestraConfigError,
+        match=r"\[kestra\] poll_size = '-1' is invalid: expected an integer >= 1 and <= 10000",
+    ):
         settings.poll_size()

@@ -1,0 +1,76 @@
+"""Real stacks for integration tests: embedded PostgreSQL plus Airflow components as subprocesses.
+
+Start a stack once per test module (``start_stack`` in a module-scoped fixture), never per test.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from airflow_kestra_provider.stack.embedded_postgres import EmbeddedPostgres
+from airflow_kestra_provider.stack.environment import StackConfig
+from airflow_kestra_provider.stack.stack import AirflowStack
+
+REPO = Path(__file__).resolve().parents[2]
+DAGS_EXAMPLES = REPO / "dags_examples"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def embedded_postgres(tmp_path_factory) -> Iterator[EmbeddedPostgres]:
+    """One embedded PostgreSQL server for the whole test session."""
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data")
+    server.start()
+    yield server
+    server.stop()
+
+
+def create_database(server: EmbeddedPostgres, name: str) -> str:
+    """A fresh database on ``server``; returns its SQLAlchemy URL."""
+    assert server._server is not None
+    server._server.psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE);")
+    server._server.psql(f"CREATE DATABASE {name};")
+    return server.sqlalchemy_url().replace("/airflow?", f"/{name}?")
+
+
+StackFactory = Callable[..., AirflowStack]
+
+
+@pytest.fixture(scope="module")
+def start_stack(request, embedded_postgres, tmp_path_factory) -> Iterator[StackFactory]:
+    """Factory for stacks that live until the end of the module, each with its own database."""
+    stacks: list[AirflowStack] = []
+
+    def factory(
+        executor: str = "LocalExecutor",
+        scheduler_args: Sequence[str] = ("scheduler",),
+        dags_folder: Path = DAGS_EXAMPLES,
+        extra: dict[str, str] | None = None,
+        timeout: float = 180.0,
+    ) -> AirflowStack:
+        name = f"{request.module.__name__.rsplit('.', 1)[-1]}_{len(stacks)}".lower()
+        config = StackConfig(
+            home=tmp_path_factory.mktemp(name),
+            sql_alchemy_conn=create_database(embedded_postgres, name),
+            dags_folder=dags_folder,
+            port=free_port(),
+            executor=executor,
+            extra=extra or {},
+        )
+        stack = AirflowStack(config, scheduler_args=scheduler_args)
+        stacks.append(stack)
+        stack.start(timeout=timeout)
+        return stack
+
+    yield factory
+    for stack in stacks:
+        stack.stop()
