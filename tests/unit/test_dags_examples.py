@@ -5,7 +5,15 @@ from pathlib import Path
 import pytest
 
 DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags_examples"
-EXPECTED = {"kestra_bench_noop", "kestra_bench_chain10"}
+EXPECTED = {
+    "kestra_bench_noop",
+    "kestra_bench_chain10",
+    "kestra_fan_out_in",
+    "kestra_retries_and_failure",
+    "kestra_daily_cron",
+    "kestra_asset_producer",
+    "kestra_asset_consumer",
+}
 
 
 @pytest.fixture(scope="module")

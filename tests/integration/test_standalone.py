@@ -1,0 +1,149 @@
+"""``airflow kestra standalone`` end to end: embedded PostgreSQL, every component, example DAGs,
+and a clean stop on SIGTERM that leaves no process behind."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from airflow_kestra_provider.stack.api_client import AirflowApiClient
+from tests.integration.conftest import free_port
+
+pytestmark = pytest.mark.integration
+
+READY = re.compile(r"Airflow is ready: (\S+)")
+LOGIN = re.compile(r"login: (\S+) / (\S+)")
+
+
+class Standalone:
+    def __init__(self, process: subprocess.Popen[str], base_url: str, user: str, password: str, home: Path):
+        self.process = process
+        self.base_url = base_url
+        self.user = user
+        self.password = password
+        self.home = home
+        self.output: list[str] = []
+
+    def client(self) -> AirflowApiClient:
+        return AirflowApiClient(self.base_url, self.user, self.password)
+
+    def descendants(self) -> list[psutil.Process]:
+        return psutil.Process(self.process.pid).children(recursive=True)
+
+    def postgres_pid(self) -> int:
+        return int((self.home / "kestra-postgres" / "postmaster.pid").read_text().splitlines()[0])
+
+
+@pytest.fixture(scope="module")
+def standalone(tmp_path_factory) -> Iterator[Standalone]:
+    home = tmp_path_factory.mktemp("standalone-home")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
+    env["AIRFLOW_HOME"] = str(home)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "airflow", "kestra", "standalone", "--port", str(free_port())],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    lines: list[str] = []
+    base_url = user = password = None
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        line = process.stdout.readline()
+        lines.append(line)
+        if match := READY.search(line):
+            base_url = match.group(1)
+        if match := LOGIN.search(line):
+            user, password = match.group(1), match.group(2)
+            break
+    assert base_url and user and password, "standalone did not become ready:\n" + "".join(lines[-60:])
+    stack = Standalone(process, base_url, user, password, home)
+    stack.output = lines
+    # Keep draining its output so the pipe never fills up.
+    threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True).start()  # type: ignore[arg-type]
+    yield stack
+    if process.poll() is None:
+        process.kill()
+
+
+def test_prints_health_of_every_component(standalone):
+    deadline = time.monotonic() + 30
+    while not any("health:" in line for line in standalone.output):
+        assert time.monotonic() < deadline, "no health line printed"
+        time.sleep(0.2)
+    line = next(line for line in standalone.output if "health:" in line)
+    for component in ("dag_processor", "metadatabase", "scheduler", "triggerer"):
+        assert f"{component}=healthy" in line
+
+
+@pytest.mark.parametrize(
+    ("dag_id", "expected"),
+    [
+        ("kestra_bench_noop", "success"),
+        ("kestra_bench_chain10", "success"),
+        ("kestra_fan_out_in", "success"),
+        ("kestra_retries_and_failure", "failed"),
+    ],
+)
+def test_example_dag_runs(standalone, dag_id, expected):
+    with standalone.client() as client:
+        client.wait_for_dag(dag_id, timeout=120)
+        run = client.trigger(dag_id)
+        finished = client.wait_run(dag_id, run["dag_run_id"], timeout=180)
+        assert finished["state"] == expected
+        if dag_id == "kestra_retries_and_failure":
+            states = {
+                ti["task_id"]: (ti["state"], ti["try_number"])
+                for ti in client.task_instances(dag_id, run["dag_run_id"])
+            }
+            assert states["flaky"] == ("success", 2)
+            assert states["always_fails"] == ("failed", 2)
+            assert states["cleanup"][0] == "success"
+            assert states["publish"][0] == "upstream_failed"
+
+
+def test_asset_event_triggers_consumer(standalone):
+    with standalone.client() as client:
+        client.wait_for_dag("kestra_asset_consumer", timeout=120)
+        before = len(client.list_runs("kestra_asset_consumer"))
+        run = client.trigger("kestra_asset_producer")
+        assert client.wait_run("kestra_asset_producer", run["dag_run_id"], timeout=120)["state"] == "success"
+        deadline = time.monotonic() + 120
+        while len(client.list_runs("kestra_asset_consumer")) <= before:
+            assert time.monotonic() < deadline, "asset event did not trigger the consumer DAG"
+            time.sleep(0.5)
+        consumer = client.list_runs("kestra_asset_consumer")[-1]
+        assert (
+            client.wait_run("kestra_asset_consumer", consumer["dag_run_id"], timeout=120)["state"]
+            == "success"
+        )
+
+
+def test_sigterm_stops_everything(standalone):
+    children = standalone.descendants()
+    postgres = psutil.Process(standalone.postgres_pid())
+    assert children, "standalone started no child processes"
+    watched = [*children, postgres, *postgres.children(recursive=True)]
+    standalone.process.send_signal(signal.SIGTERM)
+    standalone.process.wait(timeout=120)
+    assert standalone.process.returncode == 0
+    _, alive = psutil.wait_procs(watched, timeout=10)
+    assert alive == [], f"left behind: {[(p.pid, p.name()) for p in alive]}"
+    leftovers = [
+        p.pid
+        for p in psutil.process_iter(["cmdline"])
+        if any(str(standalone.home) in part for part in (p.info["cmdline"] or []))
+    ]
+    assert leftovers == []
