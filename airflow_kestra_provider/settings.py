@@ -315,3 +315,22 @@ def embedded_postgres_dir() -> Path:
     from airflow.configuration import AIRFLOW_HOME
 
     return Path(AIRFLOW_HOME) / "kestra-postgres"
+
+
+def options_markdown_table() -> str:
+    """The ``[kestra]`` options as the markdown table in docs/configuration.md.
+
+    Regenerate the docs with ``python -m airflow_kestra_provider.settings``.
+    """
+    rows = ["| option | type | default | accepted values | description |", "|---|---|---|---|---|"]
+    for option in OPTIONS:
+        default = option.default if option.default != "" else "(empty)"
+        description = option.description.replace("|", "/").replace("``", "`")
+        rows.append(
+            f"| `{option.name}` | {option.type} | `{default}` | {option.accepted()} | {description} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(options_markdown_table(), end="")

@@ -65,3 +65,12 @@ def test_poll_size_minus_one_message(monkeypatch):
         match=r"\[kestra\] poll_size = '-1' is invalid: expected an integer >= 1 and <= 10000",
     ):
         settings.poll_size()
+
+
+def test_docs_configuration_table_is_current():
+    from pathlib import Path
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    assert settings.options_markdown_table() in docs, (
+        "docs/configuration.md is stale: regenerate its table with `python -m airflow_kestra_provider.settings`"
+    )
