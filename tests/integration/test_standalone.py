@@ -74,8 +74,14 @@ def standalone(tmp_path_factory) -> Iterator[Standalone]:
     # Keep draining its output so the pipe never fills up.
     threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True).start()  # type: ignore[arg-type]
     yield stack
-    if process.poll() is None:
-        process.kill()
+    if process.poll() is None:  # a test failed before the SIGTERM test: still stop everything
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=180)
+        except subprocess.TimeoutExpired:
+            for child in psutil.Process(process.pid).children(recursive=True):
+                child.kill()
+            process.kill()
 
 
 def test_prints_health_of_every_component(standalone):
