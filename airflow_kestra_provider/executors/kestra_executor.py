@@ -142,11 +142,14 @@ class KestraExecutor(BaseExecutor):
 
     # -- shutdown -------------------------------------------------------------------------
     def end(self) -> None:
-        """Stop claiming, let running tasks finish, report what finished."""
+        """Stop claiming and let running tasks finish; their results stay in the database.
+
+        No final ``sync()``: the scheduler processes no events after ``end()``, so taking them
+        would hide them from the scheduler job that adopts these task instances next.
+        """
         if self.worker is not None:
             self.worker.stop(drain=True)
             self.worker = None
-        self.sync()
 
     def terminate(self) -> None:
         """Stop claiming and kill running tasks."""

@@ -115,6 +115,10 @@ class RunnerPool:
         """Fork every runner. Call before the worker starts its threads."""
         import gc
 
+        # Preload what every task needs, so runners inherit it instead of importing it per task.
+        import airflow.executors.base_executor
+        import airflow.sdk.execution_time.supervisor  # noqa: F401
+
         gc.freeze()  # as LocalExecutor does: fewer copy-on-write pages in the runners
         try:
             for _ in range(self.size):

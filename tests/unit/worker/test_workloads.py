@@ -35,7 +35,8 @@ def claimed(**overrides) -> ClaimedTask:
 
 def test_workload_from_claimed_row(monkeypatch):
     monkeypatch.setenv(
-        "AIRFLOW__API_AUTH__JWT_SECRET", "a-test-secret-that-is-long-enough-for-hs512-signing-0123456789"
+        "AIRFLOW__API_AUTH__JWT_SECRET",
+        "a-test-secret-that-is-long-enough-for-hs512-signing-0123456789-abcdef",
     )
     row = claimed()
     workload = WorkloadBuilder(make_jwt_generator()).build(row)
@@ -51,7 +52,8 @@ def test_workload_from_claimed_row(monkeypatch):
 
 def test_unparsed_dag_is_refused(monkeypatch):
     monkeypatch.setenv(
-        "AIRFLOW__API_AUTH__JWT_SECRET", "a-test-secret-that-is-long-enough-for-hs512-signing-0123456789"
+        "AIRFLOW__API_AUTH__JWT_SECRET",
+        "a-test-secret-that-is-long-enough-for-hs512-signing-0123456789-abcdef",
     )
     builder = WorkloadBuilder(make_jwt_generator())
     with pytest.raises(ValueError, match="kestra_bench_noop"):
