@@ -10,10 +10,10 @@ from pathlib import Path
 from types import FrameType
 
 from airflow_kestra_provider import settings
-from airflow_kestra_provider.stack.environment import ADMIN_USER, StackConfig
+from airflow_kestra_provider.stack.environment import ADMIN_USER, KESTRA_EXECUTOR, StackConfig
 from airflow_kestra_provider.stack.stack import AirflowStack, StackFailed, resolve_database
 
-STANDALONE_EXECUTOR = "LocalExecutor"
+STANDALONE_EXECUTOR = KESTRA_EXECUTOR
 STANDALONE_SCHEDULER_ARGS: tuple[str, ...] = ("scheduler",)
 
 

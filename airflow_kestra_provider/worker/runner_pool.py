@@ -1,0 +1,267 @@
+"""A pool of pre-forked runner processes; each runs one task at a time with ``supervise_task``.
+
+``supervise_task`` forks the task process and installs signal handlers, so it must run in a
+process's main thread: each runner is a process forked once (with Airflow already imported) at
+worker start, never a fresh interpreter per task. The parent talks to every runner over its own
+duplex pipe, so it always knows which runner holds which task, and it watches each runner's
+process sentinel, so a runner that dies is noticed at once and its task reported failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from airflow_kestra_provider.queue.claims import TaskResult
+
+log = logging.getLogger(__name__)
+
+# Variables a task process must never see: the database URL (and its _CMD/_SECRET variants)
+# and the secrets that sign Execution API tokens and api-server sessions.
+SECRET_ENV_PREFIXES = (
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+    "AIRFLOW__CORE__SQL_ALCHEMY_CONN",
+    "AIRFLOW__API_AUTH__JWT_SECRET",
+    "AIRFLOW__API_AUTH__JWT_PRIVATE_KEY",
+    "AIRFLOW__API__SECRET_KEY",
+    "AIRFLOW__CORE__FERNET_KEY",
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_ENGINE_ARGS",
+    "AIRFLOW_CONN_",
+)
+
+
+def scrub_environment(environ: dict[str, str] | Any = os.environ) -> list[str]:
+    """Remove database credentials and signing secrets from ``environ``; returns removed names."""
+    removed = [name for name in list(environ) if name.startswith(SECRET_ENV_PREFIXES)]
+    for name in removed:
+        del environ[name]
+    return removed
+
+
+@dataclass
+class Job:
+    """A workload handed to a runner: its claim identity plus the picklable workload."""
+
+    ti_id: str
+    try_number: int
+    workload: Any
+
+
+def _runner_main(conn: Connection, server: str | None, title: str) -> None:
+    """Body of one runner process: receive a workload, supervise it, send back its exit code."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    scrub_environment()
+    from airflow.executors.base_executor import BaseExecutor
+
+    with contextlib.suppress(ImportError):
+        from setproctitle import setproctitle
+
+        setproctitle(f"{title} <idle>")
+    while True:
+        try:
+            workload = conn.recv()
+        except (EOFError, OSError):
+            return
+        if workload is None:
+            return
+        try:
+            code = BaseExecutor.run_workload(
+                workload,
+                server=server,
+                proctitle=f"{title} {workload.display_name}",
+                subprocess_logs_to_stdout=True,
+            )
+            conn.send((int(code) if code is not None else 0, None))
+        except BaseException as err:  # report, never die silently with a task in hand
+            with contextlib.suppress(Exception):
+                conn.send((None, f"{type(err).__name__}: {err}"))
+            if isinstance(err, (KeyboardInterrupt, SystemExit)):
+                return
+
+
+@dataclass
+class _Runner:
+    process: multiprocessing.process.BaseProcess
+    conn: Connection
+    job: Job | None = None
+    started: list[float] = field(default_factory=list)
+
+
+class RunnerPool:
+    """``size`` runner processes; :meth:`submit` hands a job to an idle one."""
+
+    def __init__(self, size: int, server: str | None, title: str = "airflow kestra runner:") -> None:
+        if size < 1:
+            raise ValueError("runner pool size must be >= 1")
+        self.size = size
+        self.server = server
+        self.title = title
+        self._ctx = multiprocessing.get_context("fork")
+        self._lock = threading.Lock()
+        self._runners: list[_Runner] = []
+        self._idle: list[_Runner] = []
+        self._stopping = False
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def start(self) -> None:
+        """Fork every runner. Call before the worker starts its threads."""
+        import gc
+
+        # Preload what every task needs, so runners inherit it instead of importing it per task.
+        import airflow.executors.base_executor
+        import airflow.sdk.execution_time.supervisor  # noqa: F401
+
+        gc.freeze()  # as LocalExecutor does: fewer copy-on-write pages in the runners
+        try:
+            for _ in range(self.size):
+                runner = self._spawn()
+                self._runners.append(runner)
+                self._idle.append(runner)
+        finally:
+            gc.unfreeze()
+
+    def _spawn(self) -> _Runner:
+        parent, child = self._ctx.Pipe(duplex=True)
+        process = self._ctx.Process(
+            target=_runner_main, args=(child, self.server, self.title), name="kestra-runner", daemon=False
+        )
+        process.start()
+        child.close()
+        return _Runner(process, parent)
+
+    @property
+    def free_slots(self) -> int:
+        with self._lock:
+            return len(self._idle)
+
+    @property
+    def busy(self) -> int:
+        with self._lock:
+            return sum(1 for r in self._runners if r.job is not None)
+
+    def submit(self, job: Job) -> bool:
+        """Hand ``job`` to an idle runner; False when none is idle (the caller over-claimed)."""
+        with self._lock:
+            if self._stopping or not self._idle:
+                return False
+            runner = self._idle.pop()
+            runner.job = job
+        try:
+            runner.conn.send(job.workload)
+        except (OSError, ValueError) as err:
+            log.warning("could not hand %s to runner %s: %s", job.ti_id, runner.process.pid, err)
+            # The sentinel will show the runner dead; collect() then reports the job failed.
+            return True
+        return True
+
+    # -- results --------------------------------------------------------------------------
+    def collect(self, timeout: float) -> list[TaskResult]:
+        """Wait up to ``timeout`` s for finished jobs or dead runners; respawn dead runners."""
+        with self._lock:
+            runners = list(self._runners)
+        waitables: list[Any] = [r.conn for r in runners] + [r.process.sentinel for r in runners]
+        ready = set(wait(waitables, timeout)) if waitables else set()
+        results: list[TaskResult] = []
+        for runner in runners:
+            if runner.conn in ready:
+                try:
+                    code, error = runner.conn.recv()
+                except (EOFError, OSError):
+                    continue  # the sentinel says more below
+                job = runner.job
+                with self._lock:
+                    runner.job = None
+                    if not self._stopping:
+                        self._idle.append(runner)
+                if job is not None:
+                    results.append(_result(job, code, error))
+        for runner in runners:
+            if runner.process.sentinel in ready or not runner.process.is_alive():
+                results.extend(self._replace_dead(runner))
+        return results
+
+    def _replace_dead(self, runner: _Runner) -> list[TaskResult]:
+        runner.process.join(0.1)
+        if runner.process.is_alive():
+            return []
+        code = runner.process.exitcode
+        job = runner.job
+        with self._lock:
+            if runner in self._runners:
+                self._runners.remove(runner)
+            if runner in self._idle:
+                self._idle.remove(runner)
+            stopping = self._stopping
+        runner.conn.close()
+        results = []
+        if job is not None:
+            detail = f"runner process {runner.process.pid} exited with code {code}"
+            log.error("%s while running task instance %s", detail, job.ti_id)
+            results.append(TaskResult(job.ti_id, job.try_number, "failed", code, detail))
+        if not stopping:
+            replacement = self._spawn()
+            with self._lock:
+                self._runners.append(replacement)
+                self._idle.append(replacement)
+        return results
+
+    def stop(self, drain: bool, timeout: float = 60.0) -> list[TaskResult]:
+        """Stop the runners. ``drain`` waits for running jobs first; otherwise they are killed."""
+        import time
+
+        with self._lock:
+            self._stopping = True
+            self._idle.clear()
+        results: list[TaskResult] = []
+        deadline = time.monotonic() + timeout
+        while drain and self.busy and time.monotonic() < deadline:
+            results.extend(self.collect(0.5))
+        with self._lock:
+            runners = list(self._runners)
+        for runner in runners:
+            if runner.job is None:
+                with contextlib.suppress(OSError, ValueError):
+                    runner.conn.send(None)
+            else:
+                _kill_tree(runner.process.pid)
+        for runner in runners:
+            runner.process.join(5)
+            if runner.process.is_alive():
+                _kill_tree(runner.process.pid)
+                runner.process.join(5)
+            if runner.job is not None:
+                detail = "worker stopped while the task ran"
+                results.append(TaskResult(runner.job.ti_id, runner.job.try_number, "failed", None, detail))
+                runner.job = None
+            runner.conn.close()
+        with self._lock:
+            self._runners.clear()
+        return results
+
+
+def _result(job: Job, code: int | None, error: str | None) -> TaskResult:
+    if error is not None:
+        return TaskResult(job.ti_id, job.try_number, "failed", code, error)
+    if code == 0:
+        return TaskResult(job.ti_id, job.try_number, "success", 0, None)
+    return TaskResult(job.ti_id, job.try_number, "failed", code, f"task process exited with code {code}")
+
+
+def _kill_tree(pid: int | None) -> None:
+    if pid is None:
+        return
+    import psutil
+
+    with contextlib.suppress(psutil.NoSuchProcess):
+        root = psutil.Process(pid)
+        for proc in [*root.children(recursive=True), root]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()

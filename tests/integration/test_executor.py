@@ -1,0 +1,266 @@
+"""KestraExecutor under the stock ``airflow scheduler`` against a real PostgreSQL.
+
+One stack for the whole module (embedded worker on); later tests add ``airflow kestra worker``
+processes and restart the scheduler on the same stack.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from airflow_kestra_provider.stack.environment import KESTRA_EXECUTOR
+from airflow_kestra_provider.stack.processes import airflow_argv
+from tests.integration.conftest import DAGS_EXAMPLES, free_port
+
+pytestmark = pytest.mark.integration
+
+ENV_DUMP_DAG = """
+import json
+import os
+
+from airflow.sdk import dag, task
+
+
+@dag(dag_id="kestra_test_env_dump", schedule=None, catchup=False)
+def kestra_test_env_dump():
+    @task
+    def dump(**context):
+        path = context["dag_run"].conf["path"]
+        with open(path, "w") as out:
+            json.dump(dict(os.environ), out)
+
+    dump()
+
+
+kestra_test_env_dump()
+"""
+
+SLEEPER_DAG = """
+import os
+import time
+
+from airflow.sdk import dag, task
+
+
+@dag(dag_id="kestra_test_sleeper", schedule=None, catchup=False, default_args={"retries": 0})
+def kestra_test_sleeper():
+    @task
+    def sleep(**context):
+        with open(context["dag_run"].conf["pid_file"], "w") as out:
+            out.write(str(os.getpid()))
+        time.sleep(120)
+
+    sleep()
+
+
+kestra_test_sleeper()
+"""
+
+SECRET_NAMES = (
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+    "AIRFLOW__API_AUTH__JWT_SECRET",
+    "AIRFLOW__API__SECRET_KEY",
+)
+
+
+@pytest.fixture(scope="module")
+def dags_folder(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("executor_dags")
+    for name in ("kestra_bench_noop.py", "kestra_bench_chain10.py"):
+        shutil.copy(DAGS_EXAMPLES / name, folder / name)
+    (folder / "kestra_test_env_dump.py").write_text(ENV_DUMP_DAG)
+    (folder / "kestra_test_sleeper.py").write_text(SLEEPER_DAG)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def stack(start_stack, dags_folder):
+    stack = start_stack(
+        executor=KESTRA_EXECUTOR,
+        dags_folder=dags_folder,
+        extra={
+            "AIRFLOW__CORE__PARALLELISM": "8",
+            "AIRFLOW__KESTRA__WORKER_HEARTBEAT_INTERVAL": "1",
+            "AIRFLOW__KESTRA__WORKER_TIMEOUT": "10",
+            "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "10",
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+        },
+    )
+    with stack.client() as client:
+        for dag_id in (
+            "kestra_bench_noop",
+            "kestra_bench_chain10",
+            "kestra_test_env_dump",
+            "kestra_test_sleeper",
+        ):
+            client.wait_for_dag(dag_id, timeout=180)
+    return stack
+
+
+@pytest.fixture(scope="module")
+def db(stack):
+    engine = sa.create_engine(stack.config.sql_alchemy_conn)
+    yield engine
+    engine.dispose()
+
+
+def run_states(db, dag_id: str) -> dict[str, int]:
+    with db.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT state, count(*) FROM dag_run WHERE dag_id = :d GROUP BY state"), {"d": dag_id}
+        ).all()
+    return {state: count for state, count in rows}
+
+
+def wait_runs_terminal(stack, db, dag_id: str, expected: int, timeout: float) -> dict[str, int]:
+    deadline = time.monotonic() + timeout
+    while True:
+        stack.raise_if_dead()
+        states = run_states(db, dag_id)
+        if sum(states.values()) >= expected and set(states) <= {"success", "failed"}:
+            return states
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{dag_id}: runs not terminal after {timeout:.0f}s: {states}")
+        time.sleep(1.0)
+
+
+def wait_claims_finished(db, timeout: float) -> dict[str, int]:
+    deadline = time.monotonic() + timeout
+    while True:
+        with db.connect() as conn:
+            claims = dict(
+                conn.execute(sa.text("SELECT state, count(*) FROM kestra_task_claim GROUP BY state")).all()
+            )
+        if "claimed" not in claims or time.monotonic() > deadline:
+            return claims
+        time.sleep(0.5)
+
+
+def trigger(stack, dag_id: str, count: int, conf: dict | None = None) -> list[str]:
+    with stack.client() as client:
+        return [client.trigger(dag_id, conf)["dag_run_id"] for _ in range(count)]
+
+
+def assert_nothing_ran_twice(db) -> None:
+    with db.connect() as conn:
+        retried = conn.execute(sa.text("SELECT count(*) FROM task_instance WHERE try_number > 1")).scalar()
+        history = conn.execute(sa.text("SELECT count(*) FROM task_instance_history")).scalar()
+        claims_per_try = conn.execute(
+            sa.text("SELECT max(n) FROM (SELECT count(*) AS n FROM kestra_task_claim GROUP BY ti_id) AS c")
+        ).scalar()
+    assert retried == 0
+    assert history == 0
+    assert claims_per_try in (None, 1)
+
+
+def test_200_noop_and_20_chain_runs_succeed(stack, db):
+    trigger(stack, "kestra_bench_noop", 200)
+    trigger(stack, "kestra_bench_chain10", 20)
+    assert wait_runs_terminal(stack, db, "kestra_bench_noop", 200, timeout=600) == {"success": 200}
+    assert wait_runs_terminal(stack, db, "kestra_bench_chain10", 20, timeout=600) == {"success": 20}
+    with db.connect() as conn:
+        states = dict(conn.execute(sa.text("SELECT state, count(*) FROM task_instance GROUP BY state")).all())
+        claims = dict(
+            conn.execute(sa.text("SELECT state, count(*) FROM kestra_task_claim GROUP BY state")).all()
+        )
+    assert states == {"success": 400}
+    assert claims == {"success": 400}
+    assert_nothing_ran_twice(db)
+
+
+def test_task_environment_has_no_secrets(stack, db, tmp_path):
+    path = tmp_path / "env.json"
+    trigger(stack, "kestra_test_env_dump", 1, {"path": str(path)})
+    assert wait_runs_terminal(stack, db, "kestra_test_env_dump", 1, timeout=120) == {"success": 1}
+    environment = json.loads(path.read_text())
+    assert "AIRFLOW_HOME" in environment  # the dump is real
+    for name in SECRET_NAMES:
+        assert environment.get(name) != stack.env[name], name
+    leaked = [v for k, v in stack.env.items() if k in SECRET_NAMES and v in environment.values()]
+    assert leaked == []
+
+
+def test_killed_task_process_fails_within_seconds(stack, db, tmp_path):
+    pid_file = tmp_path / "pid"
+    trigger(stack, "kestra_test_sleeper", 1, {"pid_file": str(pid_file)})
+    deadline = time.monotonic() + 120
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < deadline, "the task never started"
+        time.sleep(0.2)
+    killed_at = time.monotonic()
+    os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    assert wait_runs_terminal(stack, db, "kestra_test_sleeper", 1, timeout=60) == {"failed": 1}
+    took = time.monotonic() - killed_at
+    with db.connect() as conn:
+        ti_states = (
+            conn.execute(sa.text("SELECT state FROM task_instance WHERE dag_id = 'kestra_test_sleeper'"))
+            .scalars()
+            .all()
+        )
+        open_tis = conn.execute(
+            sa.text("SELECT count(*) FROM task_instance WHERE state IN ('queued', 'running')")
+        ).scalar()
+    assert ti_states == ["failed"]
+    assert open_tis == 0
+    assert took < 30, f"failure noticed after {took:.1f}s"
+
+
+def test_two_worker_processes_never_claim_the_same_ti(stack, db):
+    with db.connect() as conn:
+        before = conn.execute(sa.text("SELECT count(*) FROM kestra_task_claim")).scalar()
+    for n in (1, 2):
+        stack.supervisor.start(f"kestra-worker-{n}", airflow_argv("kestra", "worker", "--concurrency", "8"))
+    deadline = time.monotonic() + 120
+    while True:
+        with db.connect() as conn:
+            alive = conn.execute(
+                sa.text("SELECT count(*) FROM kestra_worker WHERE state = 'running' AND NOT embedded")
+            ).scalar()
+        if alive == 2:
+            break
+        assert time.monotonic() < deadline, "the worker processes did not register"
+        time.sleep(0.5)
+    trigger(stack, "kestra_bench_noop", 150)
+    assert wait_runs_terminal(stack, db, "kestra_bench_noop", 350, timeout=600) == {"success": 350}
+    with db.connect() as conn:
+        per_worker = dict(
+            conn.execute(
+                sa.text(
+                    "SELECT w.embedded, count(DISTINCT c.worker_id) FROM kestra_task_claim c "
+                    "JOIN kestra_worker w ON w.id = c.worker_id WHERE c.dag_id = 'kestra_bench_noop' "
+                    "GROUP BY w.embedded"
+                )
+            ).all()
+        )
+        total = conn.execute(sa.text("SELECT count(*) FROM kestra_task_claim")).scalar()
+    assert total == before + 150
+    assert per_worker.get(False) == 2, per_worker  # both remote workers claimed some
+    assert_nothing_ran_twice(db)
+
+
+def test_scheduler_restart_mid_load(stack, db):
+    trigger(stack, "kestra_bench_chain10", 10)
+    time.sleep(3)
+    scheduler = next(c for c in stack.supervisor.components if c.name == "scheduler")
+    assert scheduler.process is not None
+    os.killpg(scheduler.process.pid, signal.SIGTERM)
+    scheduler.process.wait(60)
+    stack.supervisor.components.remove(scheduler)
+    if scheduler.log_file is not None:
+        scheduler.log_file.close()
+    stack.supervisor.start("scheduler", airflow_argv("scheduler"))
+    assert wait_runs_terminal(stack, db, "kestra_bench_chain10", 30, timeout=600) == {"success": 30}
+    with db.connect() as conn:
+        open_tis = conn.execute(
+            sa.text("SELECT count(*) FROM task_instance WHERE state IN ('queued', 'running', 'scheduled')")
+        ).scalar()
+    assert open_tis == 0
+    assert_nothing_ran_twice(db)

@@ -1,0 +1,88 @@
+"""The runner pool with real forked runner processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from airflow_kestra_provider.worker.runner_pool import Job, RunnerPool, scrub_environment
+
+
+class SlowUnknownWorkload:
+    """Not an Airflow workload: a runner blocks on ``display_name`` for a while, then
+    ``run_workload`` rejects it, so the pool must report the job failed."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    @property
+    def display_name(self) -> str:
+        time.sleep(self.seconds)
+        return "slow"
+
+
+def collect_until(pool: RunnerPool, count: int, timeout: float = 30.0):
+    results = []
+    deadline = time.monotonic() + timeout
+    while len(results) < count and time.monotonic() < deadline:
+        results.extend(pool.collect(0.2))
+    return results
+
+
+def test_rejected_workload_is_reported_failed():
+    pool = RunnerPool(2, server="http://127.0.0.1:1/execution/")
+    pool.start()
+    try:
+        assert pool.free_slots == 2
+        assert pool.submit(Job("ti-1", 1, SlowUnknownWorkload(0)))
+        assert pool.free_slots == 1
+        [result] = collect_until(pool, 1)
+        assert (result.ti_id, result.try_number, result.state) == ("ti-1", 1, "failed")
+        assert "Unknown workload type" in (result.detail or "")
+        assert pool.free_slots == 2
+    finally:
+        pool.stop(drain=False)
+
+
+def test_killed_runner_fails_its_job_and_is_replaced():
+    pool = RunnerPool(1, server=None)
+    pool.start()
+    try:
+        [runner] = pool._runners
+        assert pool.submit(Job("ti-2", 3, SlowUnknownWorkload(60)))
+        assert not pool.submit(Job("ti-3", 1, SlowUnknownWorkload(0)))  # no idle runner
+        time.sleep(0.5)
+        os.kill(runner.process.pid, signal.SIGKILL)
+        [result] = collect_until(pool, 1, timeout=10)
+        assert (result.ti_id, result.try_number, result.state) == ("ti-2", 3, "failed")
+        assert "exited with code -9" in (result.detail or "")
+        assert pool.free_slots == 1
+        assert pool._runners[0].process.pid != runner.process.pid
+    finally:
+        pool.stop(drain=False)
+
+
+def test_stop_without_drain_kills_running_jobs():
+    pool = RunnerPool(1, server=None)
+    pool.start()
+    assert pool.submit(Job("ti-4", 1, SlowUnknownWorkload(60)))
+    time.sleep(0.3)
+    started = time.monotonic()
+    results = pool.stop(drain=False)
+    assert time.monotonic() - started < 15
+    assert [(r.ti_id, r.state) for r in results] == [("ti-4", "failed")]
+
+
+def test_scrub_environment_removes_credentials_only():
+    environ = {
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql://u:p@h/db",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD": "cat /secret",
+        "AIRFLOW__API_AUTH__JWT_SECRET": "s3cret",
+        "AIRFLOW__API__SECRET_KEY": "k",
+        "AIRFLOW_HOME": "/home",
+        "PATH": "/bin",
+    }
+    removed = scrub_environment(environ)
+    assert sorted(environ) == ["AIRFLOW_HOME", "PATH"]
+    assert len(removed) == 4
