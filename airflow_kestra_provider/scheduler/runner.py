@@ -80,6 +80,8 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         self._prefetched: dict[str, SerializedDAG] = {}
         self._loop = LoopWork(dag_runs_created=1)  # the first loop never waits
         self.dag_runs_created_total = 0
+        self._stats = {"loops": 0, "busy_loops": 0}
+        self._stats_logged_at = time.monotonic()
 
     # -- the loop ------------------------------------------------------------------------------
     def _run_scheduler_loop(self) -> None:
@@ -116,7 +118,30 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         with self._loop.watching(session):
             self._loop.tis_queued = super()._do_scheduling(session)
         self.dag_runs_created_total += self._loop.dag_runs_created
+        self._log_stats()
         return self._loop.total
+
+    def _log_stats(self, every: float = 60.0) -> None:
+        """One INFO line a minute: loops, busy loops, NOTIFY wake-ups, runs created, cache."""
+        self._stats["loops"] += 1
+        if self._loop.total:
+            self._stats["busy_loops"] += 1
+        now = time.monotonic()
+        if now - self._stats_logged_at < every:
+            return
+        self.log.info(
+            "Kestra scheduler: %d loops (%d busy) in %.0fs, %d NOTIFY wake-ups, %d dag runs created "
+            "so far, DAG cache %d hits / %d misses",
+            self._stats["loops"],
+            self._stats["busy_loops"],
+            now - self._stats_logged_at,
+            self._waker.wakeups if self._waker else 0,
+            self.dag_runs_created_total,
+            self.dag_cache.hits,
+            self.dag_cache.misses,
+        )
+        self._stats.update(loops=0, busy_loops=0)
+        self._stats_logged_at = now
 
     def _process_executor_events(self, executor: BaseExecutor, session: Session) -> int:
         events = len(executor.event_buffer)
