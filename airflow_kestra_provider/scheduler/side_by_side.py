@@ -155,6 +155,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=1.0)
     parser.add_argument("--schedulers", default="stock,kestra")
     parser.add_argument("--out", type=Path, default=None, help="also write the results as JSON here")
+    parser.add_argument("--workdir", type=Path, default=None, help="keep stacks and logs here (new dir)")
     args = parser.parse_args(argv)
 
     from airflow_kestra_provider.stack.embedded_postgres import EmbeddedPostgres
@@ -162,6 +163,9 @@ def main(argv: list[str] | None = None) -> None:
     results = []
     with tempfile.TemporaryDirectory(prefix="kestra-sbs-") as tmp:
         work = Path(tmp)
+        if args.workdir:
+            work = args.workdir
+            work.mkdir(parents=True)
         server = EmbeddedPostgres(work / "pg")
         server.start()
         try:
