@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from airflow_kestra_provider.scheduler.due_dags_file import write_due_dags
-from airflow_kestra_provider.stack.processes import airflow_argv
+from airflow_kestra_provider.stack.processes import airflow_argv, run_airflow
 
 pytestmark = pytest.mark.integration
 
@@ -69,7 +69,7 @@ def stack(start_stack, dags_folder):
         dags_folder=dags_folder,
         extra={"AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5"},
     )
-    stack.supervisor.start("scheduler-2", airflow_argv("kestra", "scheduler"))
+    stack.supervisor.start("scheduler-2", airflow_argv("kestra", "scheduler", "--skip-serve-logs"))
     return stack
 
 
@@ -103,14 +103,24 @@ def test_noop_dag_succeeds(stack, db):
     stack.raise_if_dead()
 
 
-def test_notify_triggers_installed(db):
+def _wake_triggers(db) -> list[str]:
     with db.connect() as conn:
-        names = set(conn.execute(sa.text("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal")).scalars())
-    assert {
+        return sorted(
+            conn.execute(
+                sa.text("SELECT tgname FROM pg_trigger WHERE tgname LIKE 'airflow\\_kestra\\_wake\\_%'")
+            ).scalars()
+        )
+
+
+def test_notify_triggers_installed_once_and_install_is_idempotent(stack, db):
+    expected = [
+        "airflow_kestra_wake_asset_queue",
         "airflow_kestra_wake_dag_run",
         "airflow_kestra_wake_task_instance",
-        "airflow_kestra_wake_asset_queue",
-    } <= names
+    ]
+    assert _wake_triggers(db) == expected  # two replicas installed them: still one of each
+    run_airflow(stack.env, "kestra", "notify-triggers")
+    assert _wake_triggers(db) == expected
 
 
 def test_chain_dag_succeeds_in_order(stack, db):
