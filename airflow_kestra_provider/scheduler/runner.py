@@ -5,9 +5,10 @@ and overrides only small methods:
 
 * ``_do_scheduling``: counts what the pass did (:class:`~.work.LoopWork`: dag runs created or
   changing state, task-instance updates, TIs queued) and returns that count, so the stock loop
-  never treats a loop that did work as idle. Before the pass it waits only if the previous loop
-  did nothing: the step-wise back-off interval (:mod:`.backoff`), cut short by a PostgreSQL
-  NOTIFY (:mod:`.notify`). The stock idle sleep is set to 0; this wait replaces it.
+  never treats a loop that did work as idle (it then skips its idle sleep).
+* ``_scheduler_idle_sleep_time`` (a property): read by the stock loop only right before its
+  idle sleep; it waits the step-wise back-off interval (:mod:`.backoff`), cut short by a
+  PostgreSQL NOTIFY (:mod:`.notify`), and returns 0 so the stock sleep is a no-op.
 * ``_process_executor_events``: counts the events taken from the buffer (the stock method
   returns the buffer's size after popping, so completions never counted as work).
 * ``_get_current_dag`` and ``scheduler_dag_bag``: every DAG lookup (run creation, asset
@@ -26,7 +27,6 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from airflow.configuration import conf
 from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
 
 from airflow_kestra_provider import settings
@@ -60,7 +60,6 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
             job,
             num_runs=num_runs,
             only_idle=only_idle,
-            scheduler_idle_sleep_time=0.0,  # replaced by the back-off wait in _do_scheduling
             log=log,
             executors=executors,
         )
@@ -75,10 +74,9 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         self._loop_budget = settings.scheduler_loop_budget()
         self._batch_size = settings.scheduler_dagrun_batch_size()
         self._listen_notify = settings.listen_notify()
-        self._unit_test_mode = conf.getboolean("core", "unit_test_mode")
         self._waker: notify.NotifyWaker | None = None
         self._prefetched: dict[str, SerializedDAG] = {}
-        self._loop = LoopWork(dag_runs_created=1)  # the first loop never waits
+        self._loop = LoopWork()
         self.dag_runs_created_total = 0
         self._stats = {"loops": 0, "busy_loops": 0}
         self._stats_logged_at = time.monotonic()
@@ -99,21 +97,26 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
                 self._waker.close()
                 self._waker = None
 
-    def _wait_if_idle(self) -> None:
-        """Called between loops: no wait after a loop that did work, else back off."""
-        if self._loop.total:
-            self.backoff.busy()
-            return
-        if self._unit_test_mode:
-            return
+    @property
+    def _scheduler_idle_sleep_time(self) -> float:
+        """The stock loop reads this only right before its idle sleep, after a loop it judged
+        idle from our counts (see ``_do_scheduling``). Wait here instead: the back-off interval,
+        cut short by a NOTIFY; then return 0 so the stock ``time.sleep(min(0, ...))`` is a
+        no-op. The wait stays where the stock sleep was: outside the loop-duration timer."""
         timeout = self.backoff.idle(time.monotonic())
         if self._waker is None:
             time.sleep(timeout)
         elif self._waker.wait(timeout):
             self.backoff.busy()  # something happened: poll at the minimum interval again
+        return 0.0
+
+    @_scheduler_idle_sleep_time.setter
+    def _scheduler_idle_sleep_time(self, value: float) -> None:
+        """The stock ``__init__`` assigns ``[scheduler] scheduler_idle_sleep_time``: ignored."""
 
     def _do_scheduling(self, session: Session) -> int:
-        self._wait_if_idle()
+        if self._loop.total:  # the previous loop (incl. its executor events) did work
+            self.backoff.busy()
         self._loop = LoopWork()
         with self._loop.watching(session):
             self._loop.tis_queued = super()._do_scheduling(session)
