@@ -196,6 +196,16 @@ OPTIONS: tuple[Option, ...] = (
         600,
     ),
     Option(
+        "scheduler_dagrun_batch_size",
+        "integer",
+        "200",
+        "Due DAGs the Kestra scheduler locks with one query and creates dag runs for before it "
+        "commits and takes the next batch (within ``scheduler_loop_budget``).",
+        "500",
+        1,
+        100000,
+    ),
+    Option(
         "dag_cache_size",
         "integer",
         "10000",
@@ -298,6 +308,10 @@ def worker_timeout() -> float:
 
 def scheduler_loop_budget() -> float:
     return float(get("scheduler_loop_budget"))
+
+
+def scheduler_dagrun_batch_size() -> int:
+    return int(get("scheduler_dagrun_batch_size"))
 
 
 def dag_cache_size() -> int:

@@ -18,6 +18,23 @@ ARG_WORKER_CONCURRENCY = Arg(
     type=int,
     help="Task processes this worker runs at once (default: [kestra] worker_concurrency)",
 )
+ARG_REMOVE_TRIGGERS = Arg(
+    ("--remove",),
+    action="store_true",
+    help="Drop the triggers instead of installing them",
+)
+
+
+def _stock_scheduler_args() -> tuple[Arg, ...]:
+    """The options of ``airflow scheduler``, so ``airflow kestra scheduler`` takes the same ones."""
+    from airflow.cli.cli_config import core_commands
+
+    for command in core_commands:
+        if command.name == "scheduler" and isinstance(command, ActionCommand):
+            return tuple(command.args)
+    raise RuntimeError("airflow scheduler command not found")
+
+
 KESTRA_COMMANDS = (
     ActionCommand(
         name="standalone",
@@ -30,6 +47,19 @@ KESTRA_COMMANDS = (
         help="Run a KestraExecutor worker: claim queued task instances from the metadata database and run them",
         func=lazy_load_command("airflow_kestra_provider.cli.worker_command.worker"),
         args=(ARG_WORKER_CONCURRENCY,),
+    ),
+    ActionCommand(
+        name="scheduler",
+        help="Start a scheduler that never sleeps after work, caches DAGs by version, creates "
+        "dag runs in batches and wakes on PostgreSQL NOTIFY (same options as airflow scheduler)",
+        func=lazy_load_command("airflow_kestra_provider.cli.scheduler_command.scheduler"),
+        args=_stock_scheduler_args(),
+    ),
+    ActionCommand(
+        name="notify-triggers",
+        help="Install (or --remove) the PostgreSQL triggers that wake idle Kestra schedulers",
+        func=lazy_load_command("airflow_kestra_provider.cli.scheduler_command.notify_triggers"),
+        args=(ARG_REMOVE_TRIGGERS,),
     ),
 )
 

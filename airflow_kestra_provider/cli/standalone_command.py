@@ -14,7 +14,7 @@ from airflow_kestra_provider.stack.environment import ADMIN_USER, KESTRA_EXECUTO
 from airflow_kestra_provider.stack.stack import AirflowStack, StackFailed, resolve_database
 
 STANDALONE_EXECUTOR = KESTRA_EXECUTOR
-STANDALONE_SCHEDULER_ARGS: tuple[str, ...] = ("scheduler",)
+STANDALONE_SCHEDULER_ARGS: tuple[str, ...] = ("kestra", "scheduler")
 
 
 class _StopRequested(BaseException):

@@ -1,0 +1,204 @@
+"""``KestraSchedulerJobRunner``: the stock scheduler loop with Kestra's latency fixes.
+
+It keeps Airflow's ``_run_scheduler_loop`` (timers, executor heartbeats, HA locking, callbacks)
+and overrides only small methods:
+
+* ``_do_scheduling``: counts what the pass did (:class:`~.work.LoopWork`: dag runs created or
+  changing state, task-instance updates, TIs queued) and returns that count, so the stock loop
+  never treats a loop that did work as idle (it then skips its idle sleep).
+* ``_scheduler_idle_sleep_time`` (a property): read by the stock loop only right before its
+  idle sleep; it waits the step-wise back-off interval (:mod:`.backoff`), cut short by a
+  PostgreSQL NOTIFY (:mod:`.notify`), and returns 0 so the stock sleep is a no-op.
+* ``_process_executor_events``: counts the events taken from the buffer (the stock method
+  returns the buffer's size after popping, so completions never counted as work).
+* ``_get_current_dag`` and ``scheduler_dag_bag``: every DAG lookup (run creation, asset
+  conditions, run scheduling, executor events) goes through one version-keyed, size-bounded
+  :class:`~.dag_cache.KestraDagCache`.
+* ``_create_dagruns_for_dags``: ready asset-triggered DAGs first, then due DAGs in batches of
+  ``[kestra] scheduler_dagrun_batch_size`` (oldest due first, one locking query per batch,
+  commit per batch) until ``[kestra] scheduler_loop_budget`` seconds are spent, instead of 10
+  per loop; the rest of the loop (starting queued runs, scheduling running ones) then runs as
+  usual, and the next loop starts at once because this one did work.
+* ``_run_scheduler_loop``: only opens the LISTEN connection around the stock loop.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
+
+from airflow_kestra_provider import settings
+from airflow_kestra_provider.scheduler import due_dags, notify
+from airflow_kestra_provider.scheduler.backoff import StepBackoff
+from airflow_kestra_provider.scheduler.batching import take_in_batches
+from airflow_kestra_provider.scheduler.dag_cache import KestraDagCache
+from airflow_kestra_provider.scheduler.work import LoopWork
+
+if TYPE_CHECKING:
+    from airflow.executors.base_executor import BaseExecutor
+    from airflow.jobs.job import Job
+    from airflow.models.dag import DagModel
+    from airflow.serialization.definitions.dag import SerializedDAG
+    from airflow.utils.sqlalchemy import CommitProhibitorGuard
+    from sqlalchemy.orm import Session
+
+
+class KestraSchedulerJobRunner(SchedulerJobRunner):
+    """Scheduler job runner that never sleeps after work and caches DAGs by version."""
+
+    def __init__(
+        self,
+        job: Job,
+        num_runs: int = -1,
+        only_idle: bool = False,
+        log: Any = None,
+        executors: list[BaseExecutor] | None = None,
+    ) -> None:
+        super().__init__(
+            job,
+            num_runs=num_runs,
+            only_idle=only_idle,
+            log=log,
+            executors=executors,
+        )
+        self.dag_cache = KestraDagCache(settings.dag_cache_size())
+        self.scheduler_dag_bag = self.dag_cache
+        self.backoff = StepBackoff(
+            settings.min_poll_interval(),
+            settings.max_poll_interval(),
+            settings.poll_switch_interval(),
+            settings.switch_steps(),
+        )
+        self._loop_budget = settings.scheduler_loop_budget()
+        self._batch_size = settings.scheduler_dagrun_batch_size()
+        self._listen_notify = settings.listen_notify()
+        self._waker: notify.NotifyWaker | None = None
+        self._prefetched: dict[str, SerializedDAG] = {}
+        self._loop = LoopWork()
+        self.dag_runs_created_total = 0
+        self._stats = {"loops": 0, "busy_loops": 0}
+        self._stats_logged_at = time.monotonic()
+
+    # -- the loop ------------------------------------------------------------------------------
+    def _run_scheduler_loop(self) -> None:
+        """Open the LISTEN connection (PostgreSQL) around the unchanged stock loop."""
+        from airflow import settings as airflow_settings
+
+        engine = airflow_settings.engine
+        if self._listen_notify and engine is not None and notify.is_postgres(engine):
+            notify.install_triggers(engine)
+            self._waker = notify.NotifyWaker(engine)
+        try:
+            super()._run_scheduler_loop()
+        finally:
+            if self._waker is not None:
+                self._waker.close()
+                self._waker = None
+
+    @property
+    def _scheduler_idle_sleep_time(self) -> float:
+        """The stock loop reads this only right before its idle sleep, after a loop it judged
+        idle from our counts (see ``_do_scheduling``). Wait here instead: the back-off interval,
+        cut short by a NOTIFY; then return 0 so the stock ``time.sleep(min(0, ...))`` is a
+        no-op. The wait stays where the stock sleep was: outside the loop-duration timer."""
+        timeout = self.backoff.idle(time.monotonic())
+        if self._waker is None:
+            time.sleep(timeout)
+        elif self._waker.wait(timeout):
+            self.backoff.busy()  # something happened: poll at the minimum interval again
+        return 0.0
+
+    @_scheduler_idle_sleep_time.setter
+    def _scheduler_idle_sleep_time(self, value: float) -> None:
+        """The stock ``__init__`` assigns ``[scheduler] scheduler_idle_sleep_time``: ignored."""
+
+    def _do_scheduling(self, session: Session) -> int:
+        if self._loop.total:  # the previous loop (incl. its executor events) did work
+            self.backoff.busy()
+        self._loop = LoopWork()
+        with self._loop.watching(session):
+            self._loop.tis_queued = super()._do_scheduling(session)
+        self.dag_runs_created_total += self._loop.dag_runs_created
+        self._log_stats()
+        return self._loop.total
+
+    def _log_stats(self, every: float = 60.0) -> None:
+        """One INFO line a minute: loops, busy loops, NOTIFY wake-ups, runs created, cache."""
+        self._stats["loops"] += 1
+        if self._loop.total:
+            self._stats["busy_loops"] += 1
+        now = time.monotonic()
+        if now - self._stats_logged_at < every:
+            return
+        self.log.info(
+            "Kestra scheduler: %d loops (%d busy) in %.0fs, %d NOTIFY wake-ups, %d dag runs created "
+            "so far, DAG cache %d hits / %d misses",
+            self._stats["loops"],
+            self._stats["busy_loops"],
+            now - self._stats_logged_at,
+            self._waker.wakeups if self._waker else 0,
+            self.dag_runs_created_total,
+            self.dag_cache.hits,
+            self.dag_cache.misses,
+        )
+        self._stats.update(loops=0, busy_loops=0)
+        self._stats_logged_at = now
+
+    def _process_executor_events(self, executor: BaseExecutor, session: Session) -> int:
+        events = len(executor.event_buffer)
+        super()._process_executor_events(executor=executor, session=session)
+        self._loop.executor_events += events
+        return events
+
+    # -- DAG lookups ---------------------------------------------------------------------------
+    def _get_current_dag(self, dag_id: str, session: Session) -> SerializedDAG | None:
+        dag = self._prefetched.get(dag_id)
+        if dag is not None:
+            return dag
+        try:
+            return self.dag_cache.get_latest(dag_id, session)
+        except Exception:
+            self.log.exception("Failed to deserialize DAG '%s'", dag_id)
+            return None
+
+    # -- dag run creation ----------------------------------------------------------------------
+    def _create_dagruns_for_dags(self, guard: CommitProhibitorGuard, session: Session) -> None:
+        partition_dag_ids = self._create_dagruns_for_partitioned_asset_dags(session)
+        ready = due_dags.ready_asset_triggered_dags(session, self.dag_cache)
+        asset_dag_ids = set(ready) - partition_dag_ids
+        if asset_dag_ids:
+            asset_dags = due_dags.lock_dags(session, asset_dag_ids)
+            self._with_prefetched(asset_dags, session, self._create_asset_runs)
+        guard.commit()
+
+        def process(batch: list[DagModel]) -> None:
+            timed = [d for d in batch if d.dag_id not in partition_dag_ids and d.dag_id not in asset_dag_ids]
+            self._with_prefetched(timed, session, self._create_dag_runs)
+            guard.commit()  # release this batch's row locks before taking the next one
+
+        take_in_batches(
+            take=lambda limit: due_dags.lock_due_dags(session, limit),
+            process=process,
+            key=lambda dag_model: dag_model.dag_id,
+            batch_size=self._batch_size,
+            budget=self._loop_budget,
+        )
+
+    def _create_asset_runs(self, dag_models: list[DagModel], session: Session) -> None:
+        self._create_dag_runs_asset_triggered(dag_models=dag_models, session=session)
+
+    def _with_prefetched(self, dag_models: list[DagModel], session: Session, create: Any) -> None:
+        """Load the batch's DAGs with one cache lookup, then let the stock code create the runs."""
+        if not dag_models:
+            return
+        try:
+            self._prefetched = self.dag_cache.get_latest_many((d.dag_id for d in dag_models), session)
+        except Exception:
+            self.log.exception("Failed to load DAGs of a batch; falling back to one by one")
+            self._prefetched = {}
+        try:
+            create(dag_models, session)
+        finally:
+            self._prefetched = {}

@@ -1,0 +1,61 @@
+"""What one scheduler loop did, counted from the session it scheduled through.
+
+The stock loop only calls a loop busy when it queued task instances or (in intent) processed
+executor events; creating or starting dag runs and scheduling task instances do not count, so
+each of those hops may wait a whole idle sleep. :class:`LoopWork` watches the scheduling
+session instead: every dag run inserted or whose state changed is flushed through it, and every
+task-instance state change the scheduler makes is an ORM ``UPDATE task_instance`` executed
+through it (``DagRun.schedule_tis``, the critical section's ``QUEUED`` update).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from airflow.models.dagrun import DagRun
+from airflow.models.taskinstance import TaskInstance
+from sqlalchemy import event, inspect
+from sqlalchemy.orm import ORMExecuteState, Session
+
+
+@dataclass
+class LoopWork:
+    dag_runs_created: int = 0
+    dag_runs_changed: int = 0
+    ti_updates: int = 0
+    tis_queued: int = 0
+    executor_events: int = 0
+
+    @property
+    def total(self) -> int:
+        return (
+            self.dag_runs_created
+            + self.dag_runs_changed
+            + self.ti_updates
+            + self.tis_queued
+            + self.executor_events
+        )
+
+    def _before_flush(self, session: Session, flush_context: Any, instances: Any) -> None:
+        self.dag_runs_created += sum(1 for obj in session.new if isinstance(obj, DagRun))
+        for obj in session.dirty:
+            if isinstance(obj, DagRun) and inspect(obj).attrs["_state"].history.has_changes():
+                self.dag_runs_changed += 1
+
+    def _on_execute(self, state: ORMExecuteState) -> None:
+        if state.is_update and state.bind_mapper is not None and state.bind_mapper.class_ is TaskInstance:
+            self.ti_updates += 1
+
+    @contextmanager
+    def watching(self, session: Session) -> Iterator[LoopWork]:
+        """Count what is flushed and executed through ``session`` inside the block."""
+        event.listen(session, "before_flush", self._before_flush)
+        event.listen(session, "do_orm_execute", self._on_execute)
+        try:
+            yield self
+        finally:
+            event.remove(session, "before_flush", self._before_flush)
+            event.remove(session, "do_orm_execute", self._on_execute)

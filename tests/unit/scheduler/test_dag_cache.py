@@ -1,0 +1,88 @@
+"""KestraDagCache against a real (SQLite) metadata schema: hits, new versions, in-place rewrites."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def _lazy(dag_id: str, *task_ids: str):
+    from airflow.providers.standard.operators.empty import EmptyOperator
+    from airflow.sdk import DAG
+    from airflow.serialization.serialized_objects import LazyDeserializedDAG
+
+    with DAG(dag_id, schedule=None) as dag:
+        for task_id in task_ids:
+            EmptyOperator(task_id=task_id)
+    return LazyDeserializedDAG.from_dag(dag)
+
+
+def _write(session, dag_id: str, *task_ids: str) -> None:
+    from airflow.models.serialized_dag import SerializedDagModel
+
+    SerializedDagModel.write_dag(_lazy(dag_id, *task_ids), bundle_name="bundle", session=session)
+    session.commit()
+
+
+def _new_version(session, dag_id: str, number: int, *task_ids: str) -> None:
+    from airflow.models.dag_version import DagVersion
+    from airflow.models.serialized_dag import SerializedDagModel
+
+    version = DagVersion(dag_id=dag_id, bundle_name="bundle", version_number=number)
+    session.add(version)
+    session.flush()
+    row = SerializedDagModel(_lazy(dag_id, *task_ids))
+    row.dag_version = version
+    session.add(row)
+    session.commit()
+
+
+def test_second_lookup_is_a_hit_and_shared_with_version_lookups(session):
+    from airflow_kestra_provider.scheduler.dag_cache import KestraDagCache
+
+    _write(session, "one", "a")
+    cache = KestraDagCache(10)
+    first = cache.get_latest("one", session)
+    assert first is not None and first.task_ids == ["a"]
+    assert (cache.hits, cache.misses) == (0, 1)
+    assert cache.get_latest("one", session) is first
+    assert (cache.hits, cache.misses) == (1, 1)
+    # run scheduling asks by version id: the same cached object, no new deserialization
+    version_id = cache.latest_versions(["one"], session)["one"].dag_version_id
+    assert cache.get_dag(version_id, session) is first
+    assert cache.misses == 1
+
+
+def test_new_version_is_loaded_and_old_version_stays_for_old_runs(session):
+    from airflow_kestra_provider.scheduler.dag_cache import KestraDagCache
+
+    _write(session, "two", "a")
+    cache = KestraDagCache(10)
+    old_version = cache.latest_versions(["two"], session)["two"].dag_version_id
+    old = cache.get_latest("two", session)
+    _new_version(session, "two", 2, "a", "b")
+    new = cache.get_latest("two", session)
+    assert new is not None and new.task_ids == ["a", "b"]
+    assert cache.get_dag(old_version, session) is old
+    assert cache.misses == 2
+
+
+def test_version_rewritten_in_place_is_reloaded(session):
+    from airflow_kestra_provider.scheduler.dag_cache import KestraDagCache
+
+    _write(session, "three", "a")
+    cache = KestraDagCache(10)
+    assert cache.get_latest("three", session).task_ids == ["a"]
+    _write(session, "three", "a", "c")  # no runs yet: Airflow rewrites the same version id
+    assert cache.get_latest("three", session).task_ids == ["a", "c"]
+    assert cache.misses == 2
+
+
+def test_batch_lookup_one_query_for_many_and_size_bound(session):
+    from airflow_kestra_provider.scheduler.dag_cache import KestraDagCache
+
+    cache = KestraDagCache(2)
+    found = cache.get_latest_many(["one", "two", "three", "missing"], session)
+    assert sorted(found) == ["one", "three", "two"]
+    assert len(cache._dags) == 2  # bounded by [kestra] dag_cache_size

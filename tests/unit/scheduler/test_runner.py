@@ -1,0 +1,59 @@
+"""KestraSchedulerJobRunner's small overrides, on the unit-test SQLite schema."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+@pytest.fixture
+def runner(session):
+    from airflow.executors.local_executor import LocalExecutor
+    from airflow.jobs.job import Job
+
+    from airflow_kestra_provider.scheduler.runner import KestraSchedulerJobRunner
+
+    return KestraSchedulerJobRunner(job=Job(), executors=[LocalExecutor()])
+
+
+def test_stock_idle_sleep_setting_is_replaced_by_the_backoff(runner):
+    assert runner.backoff.ladder[0].interval == pytest.approx(0.025)
+    start = time.monotonic()
+    assert runner._scheduler_idle_sleep_time == 0.0  # the stock time.sleep(min(0, ..)) is a no-op
+    waited = time.monotonic() - start
+    assert 0.02 <= waited < 0.5
+
+
+def test_executor_events_count_as_work_before_they_are_popped(runner, session):
+    from airflow.models.taskinstancekey import TaskInstanceKey
+    from airflow.utils.state import TaskInstanceState
+
+    executor = runner.executors[0]
+    executor.event_buffer = {
+        TaskInstanceKey("nope", "t", f"r{i}", 1, -1): (TaskInstanceState.SUCCESS, None) for i in range(3)
+    }
+    assert runner._process_executor_events(executor=executor, session=session) == 3
+    assert executor.event_buffer == {}
+    assert runner._loop.executor_events == 3
+
+
+def test_dag_lookups_share_one_bounded_cache(runner):
+    from airflow_kestra_provider.scheduler.dag_cache import KestraDagCache
+
+    assert isinstance(runner.scheduler_dag_bag, KestraDagCache)
+    assert runner.scheduler_dag_bag is runner.dag_cache
+    assert runner.dag_cache._dags.maxsize == 10000
+
+
+def test_current_dag_comes_from_the_cache(runner, session):
+    from tests.unit.scheduler.test_dag_cache import _write
+
+    _write(session, "one", "a")
+    dag = runner._get_current_dag("one", session)
+    assert dag is not None and dag.task_ids == ["a"]
+    assert runner._get_current_dag("one", session) is dag
+    assert (runner.dag_cache.hits, runner.dag_cache.misses) == (1, 1)
+    assert runner._get_current_dag("does_not_exist", session) is None
