@@ -160,6 +160,13 @@ class RunnerPool:
             log.warning("could not hand %s to runner %s: %s", job.ti_id, runner.process.pid, err)
             # The sentinel will show the runner dead; collect() then reports the job failed.
             return True
+        except Exception:
+            # Nothing was written (pickling failed before the write): the runner is still idle.
+            with self._lock:
+                runner.job = None
+                if not self._stopping:
+                    self._idle.append(runner)
+            raise
         return True
 
     # -- results --------------------------------------------------------------------------

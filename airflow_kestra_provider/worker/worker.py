@@ -282,7 +282,12 @@ class KestraWorker:
         except Exception as err:
             log.exception("could not build the workload of task instance %s", row.id)
             return TaskResult(row.id, row.try_number, "failed", None, f"workload: {err}")
-        if not self.pool.submit(Job(row.id, row.try_number, workload)):
+        try:
+            handed = self.pool.submit(Job(row.id, row.try_number, workload))
+        except Exception as err:
+            log.exception("could not hand task instance %s to a runner", row.id)
+            return TaskResult(row.id, row.try_number, "failed", None, f"runner hand-off: {err}")
+        if not handed:
             return TaskResult(row.id, row.try_number, "failed", None, "no idle runner (worker stopping)")
         return None
 
