@@ -41,7 +41,7 @@ class StackPlan:
     stacks: Sequence[str] = ("stock", "ours")
     work_dir: Path | None = None
     postgres_url: str | None = None
-    api_workers: int = 2
+    api_workers: int = 1
     settings: dict[str, str] = field(default_factory=dict)
     quiet: bool = False
 

@@ -121,7 +121,7 @@ def run_load(
                 continue
             if drain_deadline is None:
                 drain_deadline = time.monotonic() + spec.drain_timeout
-            accepted = sender.sent_ok()
+            accepted = max(sender.sent_ok(), len(runs))
             left = math.ceil(drain_deadline - time.monotonic())
             bar.update(finished, accepted, f"finished (waiting up to {max(0, left)}s)")
             if finished >= accepted or time.monotonic() >= drain_deadline:
@@ -132,9 +132,12 @@ def run_load(
         raise
     sending.join()
     result = compute_result(spec, sender, runs, run_ids)
+    notes = [] if result.drained else ["wait timed out"]
+    if result.max_send_lag is not None and result.max_send_lag > max(0.5, 2 / spec.rate):
+        notes.append(f"sends fell behind schedule by up to {result.max_send_lag:.1f} s: the API was slow")
     bar.close(
         f"done: {result.completed}/{result.sent} measured runs finished"
-        + ("" if result.drained else " (wait timed out)")
+        + (f" ({'; '.join(notes)})" if notes else "")
     )
     return result
 
@@ -143,7 +146,11 @@ def compute_result(
     spec: LoadSpec, sender: OpenLoopSender, runs: dict[str, RunRecord], run_ids: list[str]
 ) -> RateResult:
     ok_indexes = {r.index for r in sender.records if r.ok}
-    measured_ids = [run_ids[i] for i in range(spec.warmup_count, len(run_ids)) if i in ok_indexes]
+    # A run counts as sent when the API accepted it, or when it exists although the reply failed
+    # (e.g. the client timed out after the server created the run).
+    measured_ids = [
+        run_ids[i] for i in range(spec.warmup_count, len(run_ids)) if i in ok_indexes or run_ids[i] in runs
+    ]
     measured = [runs[r] for r in measured_ids if r in runs]
     finished = [r for r in measured if r.finished]
     latencies = [r.latency for r in finished if r.latency is not None]
@@ -163,23 +170,20 @@ def compute_result(
         failed=sum(1 for r in finished if r.state == "failed"),
         latency=summarize(latencies),
         to_first_task=summarize(to_first),
-        throughput=steady_throughput(list(runs.values()), measured),
+        throughput=steady_throughput(measured),
         drained=len(finished) == len(measured_ids),
         first_error=errors[0] if errors else None,
     )
 
 
-def steady_throughput(all_runs: list[RunRecord], measured: list[RunRecord]) -> float | None:
-    """Runs finished per second while the measured runs were being queued (database clock).
+def steady_throughput(measured: list[RunRecord]) -> float | None:
+    """Measured runs finished per second between the first and the last of them finishing.
 
-    Warm-up runs count too: in steady state the system finishes what arrived earlier.
+    While the stack keeps up this equals the send rate; once it falls behind it is the rate at
+    which the stack really completes runs (its service rate). Database clock.
     """
-    queued = [r.queued_at for r in measured if r.queued_at is not None]
-    if len(queued) < 2:
+    ends = sorted(r.end_date for r in measured if r.finished and r.end_date is not None)
+    if len(ends) < 2:
         return None
-    start, end = min(queued), max(queued)
-    window = (end - start).total_seconds()
-    if window <= 0:
-        return None
-    done = sum(1 for r in all_runs if r.end_date is not None and start <= r.end_date <= end)
-    return done / window
+    window = (ends[-1] - ends[0]).total_seconds()
+    return (len(ends) - 1) / window if window > 0 else None

@@ -16,6 +16,7 @@ def latency_plot(
 ) -> Path:
     """Write ``path``; ``series`` maps a stack name to its per-rate result dicts."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
@@ -23,6 +24,7 @@ def latency_plot(
     fig = Figure(figsize=(WIDTH_IN, HEIGHT_IN), dpi=DPI)
     ax = fig.add_subplot()
     plotted = False
+    all_rates: set[float] = set()
     for index, (stack, results) in enumerate(series.items()):
         colour = COLOURS.get(stack, f"C{index + 2}")
         points = sorted(
@@ -33,10 +35,14 @@ def latency_plot(
         if not points:
             continue
         rates = [p[0] for p in points]
+        all_rates.update(rates)
         ax.plot(rates, [p[1] for p in points], "-o", color=colour, label=f"{stack} p50")
         ax.plot(rates, [p[2] for p in points], "--s", color=colour, label=f"{stack} p99")
         plotted = True
     ax.set_yscale("log")
+    if all_rates:
+        ax.set_xticks(sorted(all_rates))
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.set_xlabel("rate (runs triggered per second)")
     ax.set_ylabel("latency: run end - run queued (s)")
     ax.set_title(title)

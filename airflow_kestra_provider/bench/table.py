@@ -43,6 +43,7 @@ RUN_HEADERS = (
     "rate",
     "sent",
     "achieved",
+    "send lag max",
     "finished",
     "succeeded",
     "p50",
@@ -59,13 +60,14 @@ def run_table(results: Sequence[dict[str, Any]]) -> str:
     rows = []
     for r in results:
         if r.get("skipped"):
-            rows.append([f"{r['rate']:g}/s", *(["-"] * 9), f"skipped: {r['skipped']}"])
+            rows.append([f"{r['rate']:g}/s", *(["-"] * (len(RUN_HEADERS) - 2)), f"skipped: {r['skipped']}"])
             continue
         rows.append(
             [
                 f"{r['rate']:g}/s",
                 str(r["sent"]),
                 fmt_rate(r["achieved_rate"]),
+                fmt_seconds(r.get("max_send_lag")),
                 str(r["completed"]),
                 str(r["succeeded"]),
                 fmt_seconds(_get(r, "latency", "p50")),
@@ -128,4 +130,15 @@ def chain_table(results: Sequence[dict[str, Any]]) -> str:
         ]
         for r in results
     ]
+    by_stack = {r["stack"]: r for r in results}
+    if "stock" in by_stack and "ours" in by_stack:
+        s, o = by_stack["stock"], by_stack["ours"]
+        rows.append(
+            [
+                "stock/ours",
+                "",
+                *(fmt_ratio(_get(s, "per_link", k), _get(o, "per_link", k)) for k in ("p50", "p90", "max")),
+                fmt_ratio(_get(s, "duration", "p50"), _get(o, "duration", "p50")),
+            ]
+        )
     return markdown(CHAIN_HEADERS, rows)

@@ -25,6 +25,7 @@ ENV_API_URL = "AIRFLOW_KESTRA_BENCH_API_URL"
 ENV_USERNAME = "AIRFLOW_KESTRA_BENCH_USERNAME"
 ENV_PASSWORD = "AIRFLOW_KESTRA_BENCH_PASSWORD"
 ENV_DB_URL = "AIRFLOW_KESTRA_BENCH_DB_URL"
+SEND_TIMEOUT = 120.0
 
 
 class BenchUsageError(Exception):
@@ -81,7 +82,10 @@ class Target:
         self.endpoints = endpoints
         self.dag_id = dag_id
         self.engine: Engine = make_engine(endpoints.db_url)
-        self.client = AirflowApiClient(endpoints.api_url, endpoints.username, endpoints.password)
+        # Generous timeout: a trigger the API is slow to accept is a measurement, not an error.
+        self.client = AirflowApiClient(
+            endpoints.api_url, endpoints.username, endpoints.password, timeout=SEND_TIMEOUT
+        )
 
     def check(self, require_unpaused: bool = True) -> None:
         """Raise :class:`BenchUsageError` with one line unless everything is reachable."""

@@ -143,18 +143,33 @@ def bench_chain(args: argparse.Namespace) -> None:
     print(chain_table(report["results"]), end="")
 
 
+@_one_line_errors
+def bench_scale(args: argparse.Namespace) -> None:
+    from airflow_kestra_provider.bench.scale import scale, scale_table
+    from airflow_kestra_provider.cli.standalone_command import example_dags_folder
+
+    if not 1 <= args.dags <= 1_000_000:
+        raise BenchUsageError(f"--dags must be between 1 and 1000000, got {args.dags}")
+    plan = _plan(args, example_dags_folder)
+    out = Path(args.out) if args.out else None
+    report = scale(plan, args.dags, _positive("--timeout", args.timeout), out, _log)
+    print(scale_table(report["results"]), end="")
+
+
 def _plan(args: argparse.Namespace, default_dags: Callable[[], Path]) -> Any:
     from airflow_kestra_provider.bench.compare import StackPlan
 
-    dags = Path(args.dags_folder).resolve() if args.dags_folder else default_dags()
+    dags_folder = getattr(args, "dags_folder", None)
+    dags = Path(dags_folder).resolve() if dags_folder else default_dags()
     if not dags.is_dir():
         raise BenchUsageError(f"--dags-folder {dags} is not a directory")
-    if args.api_workers < 1:
-        raise BenchUsageError(f"--api-workers must be >= 1, got {args.api_workers}")
+    api_workers = getattr(args, "api_workers", 1)
+    if api_workers < 1:
+        raise BenchUsageError(f"--api-workers must be >= 1, got {api_workers}")
     return StackPlan(
         dags_source=dags,
         stacks=_stacks(args.stacks),
         work_dir=Path(args.work_dir) if args.work_dir else None,
         postgres_url=args.postgres_url,
-        api_workers=args.api_workers,
+        api_workers=api_workers,
     )

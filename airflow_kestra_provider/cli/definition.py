@@ -73,7 +73,7 @@ ARG_BENCH_POSTGRES_URL = Arg(
     help="PostgreSQL server on which to create throw-away databases (default: an embedded PostgreSQL)",
 )
 ARG_BENCH_API_WORKERS = Arg(
-    ("--api-workers",), type=int, default=2, help="api-server workers per stack (default 2)"
+    ("--api-workers",), type=int, default=1, help="api-server workers per stack (default 1)"
 )
 ARG_BENCH_DAGS_FOLDER = Arg(
     ("--dags-folder",), help="DAGs copied into each stack (default: the example DAGs)"
@@ -83,6 +83,11 @@ ARG_BENCH_RUNS = Arg(
     ("--runs",), type=int, default=20, help="Chain runs per stack, one after another (default 20)"
 )
 ARG_BENCH_RUN_TIMEOUT = Arg(("--run-timeout",), type=float, default=300.0, help="Seconds to wait for one run")
+ARG_BENCH_SCALE_DAGS = Arg(("--dags",), type=int, required=True, help="Number of synthetic @daily DAGs")
+ARG_BENCH_SCALE_TIMEOUT = Arg(
+    ("--timeout",), type=float, default=3600.0, help="Seconds to wait per stack for all runs (default 3600)"
+)
+ARG_BENCH_SCALE_OUT = Arg(("--out",), help="Folder for scale.md and scale.json (optional)")
 _BENCH_STACK_ARGS = (
     ARG_BENCH_STACKS,
     ARG_BENCH_WORK_DIR,
@@ -134,6 +139,19 @@ BENCH_COMMANDS = (
             ARG_BENCH_RUN_TIMEOUT,
             ARG_BENCH_CHAIN_OUT,
             *_BENCH_STACK_ARGS,
+        ),
+    ),
+    ActionCommand(
+        name="scale",
+        help="N synthetic @daily DAGs all due: time until every run exists and is done, stock and ours",
+        func=lazy_load_command("airflow_kestra_provider.cli.bench_command.bench_scale"),
+        args=(
+            ARG_BENCH_SCALE_DAGS,
+            ARG_BENCH_SCALE_TIMEOUT,
+            ARG_BENCH_SCALE_OUT,
+            ARG_BENCH_STACKS,
+            ARG_BENCH_WORK_DIR,
+            ARG_BENCH_POSTGRES_URL,
         ),
     ),
 )

@@ -11,6 +11,7 @@ def _result(rate, p50, p99, completed=10):
         "rate": rate,
         "sent": 10,
         "achieved_rate": rate,
+        "max_send_lag": 0.004,
         "completed": completed,
         "succeeded": completed,
         "latency": {"p50": p50, "p90": p99, "p99": p99, "max": p99, "mean": p50},
@@ -29,7 +30,7 @@ def test_run_table_rows():
     text = run_table([_result(2, 1.9, 2.9), {"rate": 5, "skipped": "backlog at 3/s"}])
     lines = text.splitlines()
     assert lines[0].startswith("| rate | sent |")
-    assert lines[2].startswith("| 2/s | 10 | 2.00/s | 10 | 10 | 1.90 s |")
+    assert lines[2].startswith("| 2/s | 10 | 2.00/s | 4 ms | 10 | 10 | 1.90 s |")
     assert "skipped: backlog at 3/s" in lines[3]
     assert all(line.count("|") == lines[0].count("|") for line in lines)
 
