@@ -35,6 +35,148 @@ def _stock_scheduler_args() -> tuple[Arg, ...]:
     raise RuntimeError("airflow scheduler command not found")
 
 
+# -- bench ----------------------------------------------------------------------------------------
+ARG_BENCH_DAG = Arg(
+    ("--dag",), default="kestra_bench_noop", help="DAG to trigger (default: kestra_bench_noop)"
+)
+ARG_BENCH_RATE = Arg(
+    ("--rate",),
+    action="append",
+    required=True,
+    help="Runs triggered per second (open loop); repeat or comma-separate for several rates",
+)
+ARG_BENCH_RATES = Arg(
+    ("--rates",), default="2,3,5,10,25", help="Comma-separated rates (default: 2,3,5,10,25)"
+)
+ARG_BENCH_DURATION = Arg(
+    ("--duration",), type=float, default=60.0, help="Measured seconds per rate (default 60)"
+)
+ARG_BENCH_WARMUP = Arg(
+    ("--warmup",),
+    type=float,
+    default=10.0,
+    help="Seconds sent first at each rate and not measured (default 10)",
+)
+ARG_BENCH_DRAIN = Arg(
+    ("--drain-timeout",),
+    type=float,
+    default=120.0,
+    help="Seconds to wait for runs after the last send; unfinished runs count as not completed (default 120)",
+)
+ARG_BENCH_JSON = Arg(("--json",), action="store_true", help="Print results as JSON")
+ARG_BENCH_API_URL = Arg(
+    ("--api-url",),
+    help="Airflow API base URL (default: $AIRFLOW_KESTRA_BENCH_API_URL, then the api base_url option)",
+)
+ARG_BENCH_USERNAME = Arg(
+    ("--username",), help="API user (default: $AIRFLOW_KESTRA_BENCH_USERNAME, then admin)"
+)
+ARG_BENCH_PASSWORD = Arg(
+    ("--password",),
+    help="API password (default: $AIRFLOW_KESTRA_BENCH_PASSWORD, then the SimpleAuthManager password file)",
+)
+ARG_BENCH_DB_URL = Arg(
+    ("--db-url",),
+    help="Metadata database URL to read results from (default: $AIRFLOW_KESTRA_BENCH_DB_URL, "
+    "then the database sql_alchemy_conn option)",
+)
+ARG_BENCH_REPEAT = Arg(
+    ("--repeat",), type=int, default=1, help="Repeat both stacks N times, alternating order"
+)
+ARG_BENCH_OUT = Arg(("--out",), required=True, help="Folder for results.md, latency.png and results.json")
+ARG_BENCH_CHAIN_OUT = Arg(("--out",), help="Folder for chain.md and chain.json (optional)")
+ARG_BENCH_STACKS = Arg(("--stacks",), default="stock,ours", help="Stacks to run: stock,ours (default both)")
+ARG_BENCH_WORK_DIR = Arg(
+    ("--work-dir",), help="Folder for the throw-away AIRFLOW_HOMEs (default: a temp dir)"
+)
+ARG_BENCH_POSTGRES_URL = Arg(
+    ("--postgres-url",),
+    help="PostgreSQL server on which to create throw-away databases (default: an embedded PostgreSQL)",
+)
+ARG_BENCH_API_WORKERS = Arg(
+    ("--api-workers",), type=int, default=1, help="api-server workers per stack (default 1)"
+)
+ARG_BENCH_DAGS_FOLDER = Arg(
+    ("--dags-folder",), help="DAGs copied into each stack (default: the example DAGs)"
+)
+ARG_BENCH_LENGTH = Arg(("--length",), type=int, default=10, help="Links in the chain DAG (default 10)")
+ARG_BENCH_RUNS = Arg(
+    ("--runs",), type=int, default=20, help="Chain runs per stack, one after another (default 20)"
+)
+ARG_BENCH_RUN_TIMEOUT = Arg(("--run-timeout",), type=float, default=300.0, help="Seconds to wait for one run")
+ARG_BENCH_SCALE_DAGS = Arg(("--dags",), type=int, required=True, help="Number of synthetic @daily DAGs")
+ARG_BENCH_SCALE_TIMEOUT = Arg(
+    ("--timeout",), type=float, default=3600.0, help="Seconds to wait per stack for all runs (default 3600)"
+)
+ARG_BENCH_SCALE_OUT = Arg(("--out",), help="Folder for scale.md and scale.json (optional)")
+_BENCH_STACK_ARGS = (
+    ARG_BENCH_STACKS,
+    ARG_BENCH_WORK_DIR,
+    ARG_BENCH_POSTGRES_URL,
+    ARG_BENCH_API_WORKERS,
+    ARG_BENCH_DAGS_FOLDER,
+)
+
+BENCH_COMMANDS = (
+    ActionCommand(
+        name="run",
+        help="Trigger runs at fixed open-loop rates on the configured deployment; print latency percentiles",
+        func=lazy_load_command("airflow_kestra_provider.cli.bench_command.bench_run"),
+        args=(
+            ARG_BENCH_DAG,
+            ARG_BENCH_RATE,
+            ARG_BENCH_DURATION,
+            ARG_BENCH_WARMUP,
+            ARG_BENCH_DRAIN,
+            ARG_BENCH_JSON,
+            ARG_BENCH_API_URL,
+            ARG_BENCH_USERNAME,
+            ARG_BENCH_PASSWORD,
+            ARG_BENCH_DB_URL,
+        ),
+    ),
+    ActionCommand(
+        name="compare",
+        help="Run the same load on throw-away stock and Kestra stacks; write a table and a plot",
+        func=lazy_load_command("airflow_kestra_provider.cli.bench_command.bench_compare"),
+        args=(
+            ARG_BENCH_DAG,
+            ARG_BENCH_RATES,
+            ARG_BENCH_DURATION,
+            ARG_BENCH_WARMUP,
+            ARG_BENCH_DRAIN,
+            ARG_BENCH_REPEAT,
+            ARG_BENCH_OUT,
+            *_BENCH_STACK_ARGS,
+        ),
+    ),
+    ActionCommand(
+        name="chain",
+        help="Per-link latency of a chain of no-op tasks, stock and Kestra stacks side by side",
+        func=lazy_load_command("airflow_kestra_provider.cli.bench_command.bench_chain"),
+        args=(
+            ARG_BENCH_LENGTH,
+            ARG_BENCH_RUNS,
+            ARG_BENCH_RUN_TIMEOUT,
+            ARG_BENCH_CHAIN_OUT,
+            *_BENCH_STACK_ARGS,
+        ),
+    ),
+    ActionCommand(
+        name="scale",
+        help="N synthetic @daily DAGs all due: time until every run exists and is done, stock and ours",
+        func=lazy_load_command("airflow_kestra_provider.cli.bench_command.bench_scale"),
+        args=(
+            ARG_BENCH_SCALE_DAGS,
+            ARG_BENCH_SCALE_TIMEOUT,
+            ARG_BENCH_SCALE_OUT,
+            ARG_BENCH_STACKS,
+            ARG_BENCH_WORK_DIR,
+            ARG_BENCH_POSTGRES_URL,
+        ),
+    ),
+)
+
 KESTRA_COMMANDS = (
     ActionCommand(
         name="standalone",
@@ -60,6 +202,11 @@ KESTRA_COMMANDS = (
         help="Install (or --remove) the PostgreSQL triggers that wake idle Kestra schedulers",
         func=lazy_load_command("airflow_kestra_provider.cli.scheduler_command.notify_triggers"),
         args=(ARG_REMOVE_TRIGGERS,),
+    ),
+    GroupCommand(
+        name="bench",
+        help="Latency at fixed rates (Kestra's benchmark) for this deployment, or stock against ours",
+        subcommands=BENCH_COMMANDS,
     ),
 )
 

@@ -1,0 +1,1 @@
+"""``airflow kestra bench``: latency at a fixed open-loop rate, stock Airflow against ours."""

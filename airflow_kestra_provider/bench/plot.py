@@ -1,0 +1,54 @@
+"""PNG plot of latency against rate: log y, one colour per stack, p50 solid and p99 dashed."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+WIDTH_IN, HEIGHT_IN, DPI = 8.0, 5.0, 100  # 800 x 500 pixels
+
+COLOURS = {"stock": "tab:blue", "ours": "tab:orange"}
+
+
+def latency_plot(
+    series: Mapping[str, Sequence[dict[str, Any]]], path: Path, title: str = "Latency against rate"
+) -> Path:
+    """Write ``path``; ``series`` maps a stack name to its per-rate result dicts."""
+    import matplotlib
+    import matplotlib.ticker
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(WIDTH_IN, HEIGHT_IN), dpi=DPI)
+    ax = fig.add_subplot()
+    plotted = False
+    all_rates: set[float] = set()
+    for index, (stack, results) in enumerate(series.items()):
+        colour = COLOURS.get(stack, f"C{index + 2}")
+        points = sorted(
+            (r["rate"], r["latency"]["p50"], r["latency"]["p99"])
+            for r in results
+            if not r.get("skipped") and r.get("latency")
+        )
+        if not points:
+            continue
+        rates = [p[0] for p in points]
+        all_rates.update(rates)
+        ax.plot(rates, [p[1] for p in points], "-o", color=colour, label=f"{stack} p50")
+        ax.plot(rates, [p[2] for p in points], "--s", color=colour, label=f"{stack} p99")
+        plotted = True
+    ax.set_yscale("log")
+    if all_rates:
+        ax.set_xticks(sorted(all_rates))
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.set_xlabel("rate (runs triggered per second)")
+    ax.set_ylabel("latency: run end - run queued (s)")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    if plotted:
+        ax.legend()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI)
+    return path

@@ -1,0 +1,175 @@
+"""``airflow kestra bench run|compare|chain``: handlers (argument checks, printing, exit codes)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+from airflow_kestra_provider.bench.target import BenchUsageError
+
+USAGE_EXIT_CODE = 2
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _one_line_errors(func: F) -> F:
+    """Report :class:`BenchUsageError` as one line on stderr and exit 2."""
+
+    @wraps(func)
+    def wrapper(args: argparse.Namespace) -> Any:
+        try:
+            return func(args)
+        except BenchUsageError as err:
+            print(f"airflow kestra bench: error: {err}", file=sys.stderr, flush=True)
+            sys.exit(USAGE_EXIT_CODE)
+        except KeyboardInterrupt:
+            print("airflow kestra bench: interrupted", file=sys.stderr, flush=True)
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _positive(name: str, value: float | None, allow_zero: bool = False) -> float:
+    if value is None or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise BenchUsageError(f"{name} must be {bound}, got {value}")
+    return float(value)
+
+
+def parse_rates(raw: str | list[Any] | None) -> list[float]:
+    """Rates from ``--rate 2 --rate 5`` or ``--rates 2,5``; each must be > 0."""
+    items: list[str] = []
+    for part in raw if isinstance(raw, list) else [raw or ""]:
+        items.extend(x.strip() for x in str(part).split(",") if x.strip())
+    if not items:
+        raise BenchUsageError("give at least one rate (runs per second)")
+    rates = []
+    for item in items:
+        try:
+            rate = float(item)
+        except ValueError:
+            raise BenchUsageError(f"rate {item!r} is not a number") from None
+        rates.append(_positive("rate", rate))
+    return rates
+
+
+def _stacks(raw: str) -> list[str]:
+    from airflow_kestra_provider.bench.stacks import FLAVOURS
+
+    names = [x.strip() for x in raw.split(",") if x.strip()]
+    bad = [n for n in names if n not in FLAVOURS]
+    if not names or bad:
+        raise BenchUsageError(f"--stacks takes a comma-separated subset of {','.join(FLAVOURS)}, got {raw!r}")
+    return names
+
+
+@_one_line_errors
+def bench_run(args: argparse.Namespace) -> None:
+    from airflow_kestra_provider.bench.load import LoadSpec, run_load
+    from airflow_kestra_provider.bench.progress import ProgressBar
+    from airflow_kestra_provider.bench.table import run_table
+    from airflow_kestra_provider.bench.target import Target, resolve_endpoints
+
+    rates = parse_rates(args.rate)
+    duration = _positive("--duration", args.duration)
+    warmup = _positive("--warmup", args.warmup, allow_zero=True)
+    drain = _positive("--drain-timeout", args.drain_timeout)
+    endpoints = resolve_endpoints(args.api_url, args.username, args.password, args.db_url)
+    target = Target(endpoints, args.dag)
+    results: list[dict[str, Any]] = []
+    try:
+        target.check()
+        _log(
+            f"bench {args.dag} at {endpoints.api_url}: rates {', '.join(f'{r:g}' for r in rates)}/s, "
+            f"{duration:g} s each after {warmup:g} s warm-up"
+        )
+        saturated_at: float | None = None
+        for rate in rates:
+            if saturated_at is not None:
+                results.append({"rate": rate, "skipped": f"backlog at {saturated_at:g}/s"})
+                continue
+            spec = LoadSpec(args.dag, rate, duration, warmup, drain)
+            result = run_load(spec, target.trigger, target.collector, ProgressBar(f"{rate:g} runs/s"))
+            if result.sent == 0:
+                raise BenchUsageError(f"no run could be triggered: {result.first_error}")
+            results.append(result.to_dict())
+            if not result.drained:
+                saturated_at = rate
+    finally:
+        target.close()
+    if args.json:
+        print(json.dumps({"dag_id": args.dag, "api_url": endpoints.api_url, "results": results}, indent=2))
+    else:
+        print(run_table(results), end="")
+
+
+@_one_line_errors
+def bench_compare(args: argparse.Namespace) -> None:
+    from airflow_kestra_provider.bench.compare import compare, compare_markdown
+    from airflow_kestra_provider.cli.standalone_command import example_dags_folder
+
+    rates = parse_rates(args.rates)
+    duration = _positive("--duration", args.duration)
+    warmup = _positive("--warmup", args.warmup, allow_zero=True)
+    drain = _positive("--drain-timeout", args.drain_timeout)
+    if args.repeat < 1:
+        raise BenchUsageError(f"--repeat must be >= 1, got {args.repeat}")
+    plan = _plan(args, example_dags_folder)
+    out = Path(args.out)
+    report = compare(plan, args.dag, rates, duration, warmup, args.repeat, drain, out, _log)
+    print(compare_markdown(report), end="")
+    _log(f"wrote {out / 'results.md'}, {out / 'latency.png'} and {out / 'results.json'}")
+
+
+@_one_line_errors
+def bench_chain(args: argparse.Namespace) -> None:
+    from airflow_kestra_provider.bench.compare import chain
+    from airflow_kestra_provider.bench.table import chain_table
+    from airflow_kestra_provider.cli.standalone_command import example_dags_folder
+
+    if args.length < 1 or args.runs < 1:
+        raise BenchUsageError(f"--length and --runs must be >= 1, got {args.length} and {args.runs}")
+    plan = _plan(args, example_dags_folder)
+    out = Path(args.out) if args.out else None
+    report = chain(plan, args.length, args.runs, 1, _positive("--run-timeout", args.run_timeout), out, _log)
+    print(chain_table(report["results"]), end="")
+
+
+@_one_line_errors
+def bench_scale(args: argparse.Namespace) -> None:
+    from airflow_kestra_provider.bench.scale import scale, scale_table
+    from airflow_kestra_provider.cli.standalone_command import example_dags_folder
+
+    if not 1 <= args.dags <= 1_000_000:
+        raise BenchUsageError(f"--dags must be between 1 and 1000000, got {args.dags}")
+    plan = _plan(args, example_dags_folder)
+    out = Path(args.out) if args.out else None
+    report = scale(plan, args.dags, _positive("--timeout", args.timeout), out, _log)
+    print(scale_table(report["results"]), end="")
+
+
+def _plan(args: argparse.Namespace, default_dags: Callable[[], Path]) -> Any:
+    from airflow_kestra_provider.bench.compare import StackPlan
+
+    dags_folder = getattr(args, "dags_folder", None)
+    dags = Path(dags_folder).resolve() if dags_folder else default_dags()
+    if not dags.is_dir():
+        raise BenchUsageError(f"--dags-folder {dags} is not a directory")
+    api_workers = getattr(args, "api_workers", 1)
+    if api_workers < 1:
+        raise BenchUsageError(f"--api-workers must be >= 1, got {api_workers}")
+    return StackPlan(
+        dags_source=dags,
+        stacks=_stacks(args.stacks),
+        work_dir=Path(args.work_dir) if args.work_dir else None,
+        postgres_url=args.postgres_url,
+        api_workers=api_workers,
+    )

@@ -1,0 +1,71 @@
+"""`bench compare` and `bench scale` end to end on throw-away stacks (stock only, tiny loads).
+
+They create their databases on the session's embedded PostgreSQL (``--postgres-url``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+
+import pytest
+
+from airflow_kestra_provider.stack.processes import airflow_argv
+
+pytestmark = pytest.mark.integration
+
+
+def _bench(tmp_path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
+    env["AIRFLOW_HOME"] = str(tmp_path / "invoker-home")
+    return subprocess.run(
+        airflow_argv("kestra", "bench", *args),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_compare_writes_table_plot_and_json(embedded_postgres, tmp_path):
+    out = tmp_path / "out"
+    result = _bench(
+        tmp_path,
+        "compare",
+        "--stacks", "stock",
+        "--rates", "2",
+        "--duration", "3",
+        "--warmup", "0",
+        "--out", str(out),
+        "--work-dir", str(tmp_path / "work"),
+        "--postgres-url", embedded_postgres.sqlalchemy_url(),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((out / "results.json").read_text())
+    [step] = report["results"]["stock"]
+    assert (step["rate"], step["sent"], step["completed"], step["succeeded"]) == (2, 6, 6, 6)
+    assert step["latency"]["p50"] > 0
+    assert "| 2/s | 6 |" in (out / "results.md").read_text()
+    png = (out / "latency.png").read_bytes()
+    assert struct.unpack(">II", png[16:24]) == (800, 500)
+    assert "## stock: LocalExecutor" in result.stdout
+
+
+def test_scale_creates_and_finishes_every_run(embedded_postgres, tmp_path):
+    result = _bench(
+        tmp_path,
+        "scale",
+        "--stacks", "stock",
+        "--dags", "30",
+        "--timeout", "300",
+        "--out", str(tmp_path / "out"),
+        "--work-dir", str(tmp_path / "work"),
+        "--postgres-url", embedded_postgres.sqlalchemy_url(),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    [stock] = json.loads((tmp_path / "out" / "scale.json").read_text())["results"]
+    assert (stock["created"], stock["finished"]) == (30, 30)
+    assert 0 < stock["all_created_seconds"] <= stock["all_finished_seconds"]
+    assert stock["loops"]["count"] > 0

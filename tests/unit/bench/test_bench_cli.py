@@ -1,0 +1,60 @@
+"""Bad arguments: one clear line on stderr and exit code 2 (no deployment needed)."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from airflow.cli import cli_parser
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _run(argv, capsys):
+    args = cli_parser.get_parser().parse_args(argv)
+    with pytest.raises(SystemExit) as exit_info:
+        args.func(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    return exit_info.value.code, err
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--rate", "0"], "rate must be > 0, got 0.0"),
+        (["--rate", "2,-1"], "rate must be > 0, got -1.0"),
+        (["--rate", "fast"], "rate 'fast' is not a number"),
+        (["--rate", "2", "--duration", "0"], "--duration must be > 0"),
+        (["--rate", "2", "--warmup", "-1"], "--warmup must be >= 0"),
+    ],
+)
+def test_bad_numbers(argv, needle, capsys):
+    code, err = _run(["kestra", "bench", "run", "--password", "x", *argv], capsys)
+    assert code == 2
+    assert len(err) == 1
+    assert needle in err[0]
+
+
+def test_unreachable_database(capsys):
+    port = _closed_port()
+    url = f"postgresql+psycopg2://airflow:pw@127.0.0.1:{port}/airflow?connect_timeout=3"
+    code, err = _run(["kestra", "bench", "run", "--rate", "2", "--password", "x", "--db-url", url], capsys)
+    assert code == 2
+    assert len(err) == 1
+    assert err[0].startswith("airflow kestra bench: error: cannot read the metadata database")
+    assert "pw" not in err[0]  # the password is masked
+
+
+def test_compare_bad_stacks(capsys, tmp_path):
+    code, err = _run(
+        ["kestra", "bench", "compare", "--rates", "2", "--out", str(tmp_path), "--stacks", "stock,kestra"],
+        capsys,
+    )
+    assert code == 2
+    assert err == [
+        "airflow kestra bench: error: --stacks takes a comma-separated subset of stock,ours, got 'stock,kestra'"
+    ]
