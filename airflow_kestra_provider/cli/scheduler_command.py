@@ -71,5 +71,7 @@ def notify_triggers(args: Namespace) -> None:
         print("LISTEN/NOTIFY wake-up triggers removed")
     else:
         if not notify.install_triggers(engine):
-            raise SystemExit("could not install the triggers: a table lock was not granted in time")
+            raise SystemExit(
+                "could not install the triggers (lock not granted in time, or not allowed); see the log"
+            )
         print("LISTEN/NOTIFY wake-up triggers installed")

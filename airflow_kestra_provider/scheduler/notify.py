@@ -99,11 +99,12 @@ def install_triggers(engine: Any, lock_timeout: str = "5s") -> bool:
     is ever held on two tables, so no deadlock with Airflow's transactions), nothing is dropped
     (``DROP TRIGGER`` would need an ACCESS EXCLUSIVE lock on a busy table), and
     ``lock_timeout`` bounds how long Airflow's traffic can queue behind the DDL. Returns False
-    (after logging) when a lock could not be had in time: the scheduler then runs on its
+    (after logging) when a lock could not be had in time or the database user may not create
+    triggers: the scheduler then runs on its
     back-off alone until the next start or ``airflow kestra notify-triggers``.
     """
     from sqlalchemy import text
-    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import SQLAlchemyError
 
     try:
         with engine.begin() as conn:
@@ -131,9 +132,10 @@ def install_triggers(engine: Any, lock_timeout: str = "5s") -> bool:
                 ).scalar()
                 if not exists:
                     conn.execute(text(_trigger_sql(name, table)))
-    except OperationalError:
+    except SQLAlchemyError:  # lock timeout, or no privilege to create triggers
         log.warning(
-            "Could not install the LISTEN/NOTIFY wake-up triggers (lock not granted within %s); "
+            "Could not install the LISTEN/NOTIFY wake-up triggers (lock not granted within %s, "
+            "or not allowed); "
             "idle waits use the back-off only. Run `airflow kestra notify-triggers` later.",
             lock_timeout,
             exc_info=True,
