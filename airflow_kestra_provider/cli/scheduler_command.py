@@ -70,5 +70,8 @@ def notify_triggers(args: Namespace) -> None:
         notify.remove_triggers(engine)
         print("LISTEN/NOTIFY wake-up triggers removed")
     else:
-        notify.install_triggers(engine)
+        if not notify.install_triggers(engine):
+            raise SystemExit(
+                "could not install the triggers (lock not granted in time, or not allowed); see the log"
+            )
         print("LISTEN/NOTIFY wake-up triggers installed")

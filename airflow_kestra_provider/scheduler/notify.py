@@ -13,10 +13,11 @@ The triggers only call ``pg_notify`` (no table is changed, no column is added). 
 column lists or WHEN clauses, so they hold no dependency on any column and never block an
 Airflow migration; the state test lives in the trigger function. They are created by
 :func:`install_triggers`, an explicit, idempotent step that ``airflow kestra scheduler`` runs at
-start when ``[kestra] listen_notify`` is true, serialized by an advisory lock so replicas can
-start together; :func:`remove_triggers` drops them. NOTIFY is delivered at commit and collapsed
-per transaction (same channel and payload), so a transaction finishing many task instances
-sends one notification.
+start when ``[kestra] listen_notify`` is true (a no-op without any lock when they are in
+place; see its docstring for how it stays out of the way of live traffic);
+:func:`remove_triggers` drops them. The payload names the table (and the new state), e.g.
+``task_instance:success``. NOTIFY is delivered at commit and collapsed per transaction (same
+channel and payload), so a transaction finishing many task instances sends one notification.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import logging
 import select
 import time
+from collections import Counter
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -52,12 +54,12 @@ CREATE OR REPLACE FUNCTION {FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_TABLE_NAME = 'dag_run' THEN
         IF NEW.state = 'queued' THEN
-            PERFORM pg_notify('{CHANNEL}', TG_TABLE_NAME);
+            PERFORM pg_notify('{CHANNEL}', 'dag_run:queued');
         END IF;
     ELSIF TG_TABLE_NAME = 'task_instance' THEN
         IF NEW.state IS DISTINCT FROM OLD.state
            AND NEW.state IN ({", ".join(f"'{s}'" for s in WAKE_TI_STATES)}) THEN
-            PERFORM pg_notify('{CHANNEL}', TG_TABLE_NAME);
+            PERFORM pg_notify('{CHANNEL}', 'task_instance:' || NEW.state);
         END IF;
     ELSE
         PERFORM pg_notify('{CHANNEL}', TG_TABLE_NAME);
@@ -82,27 +84,77 @@ def is_postgres(engine: Any) -> bool:
     return bool(engine.dialect.name == "postgresql")
 
 
-def install_triggers(engine: Any) -> None:
-    """Create (or re-create) the notify function and triggers; safe to run any number of times."""
+def _begin_locked(conn: Any, lock_timeout: str) -> None:
     from sqlalchemy import text
 
-    with engine.begin() as conn:
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
-        conn.execute(text(_FUNCTION_SQL))
+    conn.execute(text(f"SET LOCAL lock_timeout = '{lock_timeout}'"))
+    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+
+
+def install_triggers(engine: Any, lock_timeout: str = "5s") -> bool:
+    """Create what is missing of the notify function and triggers; idempotent.
+
+    Takes no lock when everything is in place (the usual case: a replica starting while others
+    run). Otherwise each change is its own short transaction, one table at a time (no lock
+    is ever held on two tables, so no deadlock with Airflow's transactions), nothing is dropped
+    (``DROP TRIGGER`` would need an ACCESS EXCLUSIVE lock on a busy table), and
+    ``lock_timeout`` bounds how long Airflow's traffic can queue behind the DDL. Returns False
+    (after logging) when a lock could not be had in time or the database user may not create
+    triggers: the scheduler then runs on its
+    back-off alone until the next start or ``airflow kestra notify-triggers``.
+    """
+    from sqlalchemy import text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        with engine.begin() as conn:
+            current = conn.execute(
+                text("SELECT prosrc FROM pg_proc WHERE proname = :name"), {"name": FUNCTION}
+            ).scalar()
+            existing = set(
+                conn.execute(
+                    text("SELECT tgname FROM pg_trigger WHERE tgname = ANY(:names)"),
+                    {"names": list(TRIGGERS)},
+                ).scalars()
+            )
+        wanted_src = _FUNCTION_SQL.split("$$")[1]
+        if current != wanted_src:
+            with engine.begin() as conn:
+                _begin_locked(conn, lock_timeout)
+                conn.execute(text(_FUNCTION_SQL))  # CREATE OR REPLACE: no lock on any table
         for name, table in TRIGGERS.items():
-            conn.execute(text(f"DROP TRIGGER IF EXISTS {name} ON {table}"))
-            conn.execute(text(_trigger_sql(name, table)))
-    log.info("LISTEN/NOTIFY wake-up triggers installed on %s", ", ".join(sorted(set(TRIGGERS.values()))))
+            if name in existing:
+                continue
+            with engine.begin() as conn:
+                _begin_locked(conn, lock_timeout)
+                exists = conn.execute(
+                    text("SELECT 1 FROM pg_trigger WHERE tgname = :name"), {"name": name}
+                ).scalar()
+                if not exists:
+                    conn.execute(text(_trigger_sql(name, table)))
+    except SQLAlchemyError:  # lock timeout, or no privilege to create triggers
+        log.warning(
+            "Could not install the LISTEN/NOTIFY wake-up triggers (lock not granted within %s, "
+            "or not allowed); "
+            "idle waits use the back-off only. Run `airflow kestra notify-triggers` later.",
+            lock_timeout,
+            exc_info=True,
+        )
+        return False
+    log.info("LISTEN/NOTIFY wake-up triggers in place on %s", ", ".join(sorted(set(TRIGGERS.values()))))
+    return True
 
 
-def remove_triggers(engine: Any) -> None:
-    """Drop the triggers and the function (the scheduler then falls back to its back-off)."""
+def remove_triggers(engine: Any, lock_timeout: str = "30s") -> None:
+    """Drop the triggers and the function, one table per transaction."""
     from sqlalchemy import text
 
-    with engine.begin() as conn:
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
-        for name, table in TRIGGERS.items():
+    for name, table in TRIGGERS.items():
+        with engine.begin() as conn:
+            _begin_locked(conn, lock_timeout)
             conn.execute(text(f"DROP TRIGGER IF EXISTS {name} ON {table}"))
+    with engine.begin() as conn:
+        _begin_locked(conn, lock_timeout)
         conn.execute(text(f"DROP FUNCTION IF EXISTS {FUNCTION}()"))
 
 
@@ -120,6 +172,7 @@ class NotifyWaker:
         self._retry_interval = retry_interval
         self._next_attempt = 0.0
         self.wakeups = 0
+        self.payloads: Counter[str] = Counter()  # notifications received, by payload
 
     def _connect(self) -> None:
         pooled = self._engine.raw_connection()
@@ -164,9 +217,10 @@ class NotifyWaker:
 
     def _drain(self) -> bool:
         self._conn.poll()
-        got = bool(self._conn.notifies)
+        notifies = list(self._conn.notifies)
         self._conn.notifies.clear()
-        return got
+        self.payloads.update(n.payload for n in notifies)
+        return bool(notifies)
 
     def close(self) -> None:
         if self._conn is not None:

@@ -65,12 +65,17 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         )
         self.dag_cache = KestraDagCache(settings.dag_cache_size())
         self.scheduler_dag_bag = self.dag_cache
-        self.backoff = StepBackoff(
-            settings.min_poll_interval(),
-            settings.max_poll_interval(),
-            settings.poll_switch_interval(),
-            settings.switch_steps(),
-        )
+        try:
+            self.backoff = StepBackoff(
+                settings.min_poll_interval(),
+                settings.max_poll_interval(),
+                settings.poll_switch_interval(),
+                settings.switch_steps(),
+            )
+        except ValueError as err:
+            raise settings.KestraConfigError(
+                f"[kestra] min_poll_interval must not exceed [kestra] max_poll_interval: {err}"
+            ) from None
         self._loop_budget = settings.scheduler_loop_budget()
         self._batch_size = settings.scheduler_dagrun_batch_size()
         self._listen_notify = settings.listen_notify()

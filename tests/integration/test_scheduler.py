@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from airflow_kestra_provider.scheduler.due_dags_file import write_due_dags
+from airflow_kestra_provider.scheduler.notify import NotifyWaker
 from airflow_kestra_provider.stack.processes import airflow_argv, run_airflow
 
 pytestmark = pytest.mark.integration
@@ -121,6 +122,26 @@ def test_notify_triggers_installed_once_and_install_is_idempotent(stack, db):
     assert _wake_triggers(db) == expected  # two replicas installed them: still one of each
     run_airflow(stack.env, "kestra", "notify-triggers")
     assert _wake_triggers(db) == expected
+
+
+def test_queued_run_and_finished_task_send_a_wake_up(stack, db):
+    waker = NotifyWaker(db)
+    try:
+        waker.wait(0.01)  # connect and LISTEN
+        while waker.wait(0.2):  # drop what is pending
+            pass
+        waker.payloads.clear()
+        with stack.client() as client:
+            run = client.trigger("kestra_bench_noop")
+            assert waker.wait(10.0), "no NOTIFY for a dag run queued through the REST API"
+            client.wait_run("kestra_bench_noop", run["dag_run_id"], timeout=120)
+        while waker.wait(0.5):
+            pass
+        # the run queued by the API, and its task finishing (reported through the Execution API)
+        assert waker.payloads["dag_run:queued"] >= 1
+        assert waker.payloads["task_instance:success"] >= 1
+    finally:
+        waker.close()
 
 
 def test_chain_dag_succeeds_in_order(stack, db):

@@ -57,3 +57,16 @@ def test_current_dag_comes_from_the_cache(runner, session):
     assert runner._get_current_dag("one", session) is dag
     assert (runner.dag_cache.hits, runner.dag_cache.misses) == (1, 1)
     assert runner._get_current_dag("does_not_exist", session) is None
+
+
+def test_min_above_max_interval_fails_at_start_naming_the_options(session, monkeypatch):
+    from airflow.executors.local_executor import LocalExecutor
+    from airflow.jobs.job import Job
+
+    from airflow_kestra_provider.scheduler.runner import KestraSchedulerJobRunner
+    from airflow_kestra_provider.settings import KestraConfigError
+
+    monkeypatch.setenv("AIRFLOW__KESTRA__MIN_POLL_INTERVAL", "2")
+    monkeypatch.setenv("AIRFLOW__KESTRA__MAX_POLL_INTERVAL", "1")
+    with pytest.raises(KestraConfigError, match=r"\[kestra\] min_poll_interval .*max_poll_interval"):
+        KestraSchedulerJobRunner(job=Job(), executors=[LocalExecutor()])
