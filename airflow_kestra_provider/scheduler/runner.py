@@ -7,7 +7,7 @@ and overrides only small methods:
   changing state, task-instance updates, TIs queued) and returns that count, so the stock loop
   never treats a loop that did work as idle (it then skips its idle sleep).
 * ``_scheduler_idle_sleep_time`` (a property): read by the stock loop only right before its
-  idle sleep; it waits the step-wise back-off interval (:mod:`.backoff`), cut short by a
+  idle sleep; it waits the step-wise back-off interval (:mod:`airflow_kestra_provider.worker.backoff`, shared with the workers), cut short by a
   PostgreSQL NOTIFY (:mod:`.notify`), and returns 0 so the stock sleep is a no-op.
 * ``_process_executor_events``: counts the events taken from the buffer (the stock method
   returns the buffer's size after popping, so completions never counted as work).
@@ -31,7 +31,7 @@ from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
 
 from airflow_kestra_provider import settings
 from airflow_kestra_provider.scheduler import due_dags, notify
-from airflow_kestra_provider.scheduler.backoff import StepBackoff
+from airflow_kestra_provider.worker.backoff import Backoff
 from airflow_kestra_provider.scheduler.batching import take_in_batches
 from airflow_kestra_provider.scheduler.dag_cache import KestraDagCache
 from airflow_kestra_provider.scheduler.work import LoopWork
@@ -66,7 +66,7 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         self.dag_cache = KestraDagCache(settings.dag_cache_size())
         self.scheduler_dag_bag = self.dag_cache
         try:
-            self.backoff = StepBackoff(
+            self.backoff = Backoff(
                 settings.min_poll_interval(),
                 settings.max_poll_interval(),
                 settings.poll_switch_interval(),
@@ -108,11 +108,11 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         idle from our counts (see ``_do_scheduling``). Wait here instead: the back-off interval,
         cut short by a NOTIFY; then return 0 so the stock ``time.sleep(min(0, ...))`` is a
         no-op. The wait stays where the stock sleep was: outside the loop-duration timer."""
-        timeout = self.backoff.idle(time.monotonic())
+        timeout = self.backoff.idle_interval(time.monotonic())
         if self._waker is None:
             time.sleep(timeout)
         elif self._waker.wait(timeout):
-            self.backoff.busy()  # something happened: poll at the minimum interval again
+            self.backoff.busy(time.monotonic())  # something happened: poll at the minimum again
         return 0.0
 
     @_scheduler_idle_sleep_time.setter
@@ -121,7 +121,7 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
 
     def _do_scheduling(self, session: Session) -> int:
         if self._loop.total:  # the previous loop (incl. its executor events) did work
-            self.backoff.busy()
+            self.backoff.busy(time.monotonic())
         self._loop = LoopWork()
         with self._loop.watching(session):
             self._loop.tis_queued = super()._do_scheduling(session)

@@ -20,7 +20,7 @@ def runner(session):
 
 
 def test_stock_idle_sleep_setting_is_replaced_by_the_backoff(runner):
-    assert runner.backoff.ladder[0].interval == pytest.approx(0.025)
+    assert runner.backoff.min_interval == pytest.approx(0.025)
     start = time.monotonic()
     assert runner._scheduler_idle_sleep_time == 0.0  # the stock time.sleep(min(0, ..)) is a no-op
     waited = time.monotonic() - start
