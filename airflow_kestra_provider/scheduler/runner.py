@@ -31,10 +31,10 @@ from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
 
 from airflow_kestra_provider import settings
 from airflow_kestra_provider.scheduler import due_dags, notify
-from airflow_kestra_provider.worker.backoff import Backoff
 from airflow_kestra_provider.scheduler.batching import take_in_batches
 from airflow_kestra_provider.scheduler.dag_cache import KestraDagCache
 from airflow_kestra_provider.scheduler.work import LoopWork
+from airflow_kestra_provider.worker.backoff import Backoff
 
 if TYPE_CHECKING:
     from airflow.executors.base_executor import BaseExecutor
