@@ -101,6 +101,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=60)
     parser.add_argument("--rate", type=float, default=2.0)
     parser.add_argument("--parallelism", type=int, default=16)
+    parser.add_argument(
+        "--order",
+        choices=("local-first", "kestra-first"),
+        default="local-first",
+        help="which stack runs first",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="kestra-sbs-") as tmp:
         work = Path(tmp)
@@ -109,7 +115,11 @@ def main() -> None:
         try:
             results = [
                 measure(executor, args.runs, args.rate, args.parallelism, work, pg)
-                for executor in ("LocalExecutor", KESTRA_EXECUTOR)
+                for executor in (
+                    ("LocalExecutor", KESTRA_EXECUTOR)
+                    if args.order == "local-first"
+                    else (KESTRA_EXECUTOR, "LocalExecutor")
+                )
             ]
         finally:
             pg.stop()

@@ -226,8 +226,8 @@ def test_two_worker_processes_never_claim_the_same_ti(stack, db):
             break
         assert time.monotonic() < deadline, "the worker processes did not register"
         time.sleep(0.5)
-    trigger(stack, "kestra_bench_noop", 150)
-    assert wait_runs_terminal(stack, db, "kestra_bench_noop", 350, timeout=600) == {"success": 350}
+    trigger(stack, "kestra_bench_noop", 80)
+    assert wait_runs_terminal(stack, db, "kestra_bench_noop", 280, timeout=600) == {"success": 280}
     with db.connect() as conn:
         per_worker = dict(
             conn.execute(
@@ -239,7 +239,7 @@ def test_two_worker_processes_never_claim_the_same_ti(stack, db):
             ).all()
         )
         total = conn.execute(sa.text("SELECT count(*) FROM kestra_task_claim")).scalar()
-    assert total == before + 150
+    assert total == before + 80
     assert per_worker.get(False) == 2, per_worker  # both remote workers claimed some
     assert_nothing_ran_twice(db)
 
