@@ -42,7 +42,9 @@ def latency_plot(
     ax.set_yscale("log")
     if all_rates:
         ax.set_xticks(sorted(all_rates))
-    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain)
     ax.set_xlabel("rate (runs triggered per second)")
     ax.set_ylabel("latency: run end - run queued (s)")
     ax.set_title(title)
