@@ -35,5 +35,11 @@ def get_provider_info() -> dict[str, Any]:
         "versions": [__version__],
         "executors": ["airflow_kestra_provider.executors.kestra_executor.KestraExecutor"],
         "cli": ["airflow_kestra_provider.cli.definition.get_kestra_cli_commands"],
+        "plugins": [
+            {
+                "name": "kestra",
+                "plugin-class": "airflow_kestra_provider.plugins.kestra_plugin.KestraPlugin",
+            }
+        ],
         "config": _config_section(),
     }

@@ -398,3 +398,62 @@ def purge(session: Session, retention: float) -> None:
 def notify(session: Session) -> None:
     """Wake every LISTENing poller (delivered when the session commits)."""
     session.execute(_NOTIFY_SQL)
+
+
+# -- status for the web UI page (not the hot path) -------------------------------------------------
+_TABLES_EXIST_SQL = text("SELECT to_regclass('kestra_task_claim') IS NOT NULL")
+
+_QUEUE_STATUS_SQL = text(
+    """
+    SELECT
+        (SELECT count(*) FROM task_instance WHERE state = 'queued') AS queued,
+        (SELECT count(*) FROM task_instance WHERE state = 'running') AS running,
+        (SELECT count(*) FROM kestra_task_claim WHERE finished_at IS NULL) AS claims_open,
+        (SELECT count(*) FROM kestra_task_claim
+            WHERE claimed_at > now() - make_interval(secs => :window)) AS claims_in_window,
+        (SELECT percentile_cont(ARRAY[0.5, 0.9, 0.99]) WITHIN GROUP (
+                ORDER BY extract(epoch FROM dr.end_date - dr.queued_at))
+            FROM dag_run AS dr
+            WHERE dr.end_date > now() - make_interval(secs => :window) AND dr.queued_at IS NOT NULL
+        ) AS run_latency
+    """
+)
+
+_WORKERS_SQL = text(
+    """
+    SELECT id, hostname, pid, embedded, concurrency, state,
+           extract(epoch FROM now() - heartbeat_at) AS heartbeat_age
+    FROM kestra_worker
+    WHERE state = 'running' OR heartbeat_at > now() - interval '10 minutes'
+    ORDER BY started_at
+    """
+)
+
+
+def queue_status(session: Session, window: float = 300.0) -> dict[str, Any]:
+    """Queue depth, claim rate, workers and run latency percentiles over the last ``window`` s."""
+    if not session.execute(_TABLES_EXIST_SQL).scalar():
+        return {"installed": False, "window_seconds": window, "workers": []}
+    row = session.execute(_QUEUE_STATUS_SQL, {"window": window}).one()
+    latency = list(row.run_latency) if row.run_latency else [None, None, None]
+    return {
+        "installed": True,
+        "window_seconds": window,
+        "queued": row.queued,
+        "running": row.running,
+        "claims_open": row.claims_open,
+        "claims_per_second": row.claims_in_window / window,
+        "run_latency_seconds": {"p50": latency[0], "p90": latency[1], "p99": latency[2]},
+        "workers": [
+            {
+                "id": w.id,
+                "hostname": w.hostname,
+                "pid": w.pid,
+                "embedded": w.embedded,
+                "concurrency": w.concurrency,
+                "state": w.state,
+                "heartbeat_age_seconds": float(w.heartbeat_age),
+            }
+            for w in session.execute(_WORKERS_SQL)
+        ],
+    }

@@ -29,3 +29,13 @@ def test_registered_with_providers_manager():
 
     providers = ProvidersManager().providers
     assert "airflow-kestra-provider" in providers
+
+
+def test_plugin_is_loaded_by_airflow():
+    from airflow import plugins_manager
+
+    plugins, _ = plugins_manager._get_plugins()
+    assert "kestra" in {plugin.name for plugin in plugins}
+    assert plugins_manager.get_import_errors() == {}
+    apps, _ = plugins_manager.get_fastapi_plugins()
+    assert any(app["url_prefix"] == "/kestra" for app in apps)
