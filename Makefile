@@ -4,6 +4,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 AIRFLOW_HOME ?= $(CURDIR)/.airflow-home
 PYTEST_ARGS ?=
+# A fresh pytest temp folder per run: pytest prunes older numbered folders of the same user, which
+# would delete the embedded PostgreSQL of another test run going on at the same time.
+PYTEST_BASETEMP = $(shell mktemp -d /tmp/kestra-pytest-XXXXXX)
 
 .PHONY: run test lint unit integration clean
 
@@ -22,13 +25,13 @@ lint: $(BIN)/.installed
 	$(BIN)/mypy
 
 test: lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --basetemp=$(PYTEST_BASETEMP) $(PYTEST_ARGS)
 
 unit: $(BIN)/.installed
-	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --basetemp=$(PYTEST_BASETEMP) tests/unit $(PYTEST_ARGS)
 
 integration: $(BIN)/.installed
-	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --basetemp=$(PYTEST_BASETEMP) tests/integration $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .airflow-home .mypy_cache .ruff_cache .pytest_cache
