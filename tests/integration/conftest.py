@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from airflow_kestra_provider.stack.embedded_postgres import EmbeddedPostgres
 from airflow_kestra_provider.stack.environment import StackConfig
@@ -74,3 +75,11 @@ def start_stack(request, embedded_postgres, tmp_path_factory) -> Iterator[StackF
     yield factory
     for stack in stacks:
         stack.stop()
+
+
+@pytest.fixture(scope="module")
+def db(stack):
+    """An engine on the database of the module's ``stack`` fixture, for checks in SQL."""
+    engine = sa.create_engine(stack.config.sql_alchemy_conn)
+    yield engine
+    engine.dispose()

@@ -105,13 +105,6 @@ def stack(start_stack, dags_folder):
     return stack
 
 
-@pytest.fixture(scope="module")
-def db(stack):
-    engine = sa.create_engine(stack.config.sql_alchemy_conn)
-    yield engine
-    engine.dispose()
-
-
 def run_states(db, dag_id: str) -> dict[str, int]:
     with db.connect() as conn:
         rows = conn.execute(

@@ -74,13 +74,6 @@ def stack(start_stack, dags_folder):
     return stack
 
 
-@pytest.fixture(scope="module")
-def db(stack):
-    engine = sa.create_engine(stack.config.sql_alchemy_conn)
-    yield engine
-    engine.dispose()
-
-
 def _run_and_wait(stack, dag_id: str, timeout: float = 120) -> dict:
     with stack.client() as client:
         client.wait_for_dag(dag_id, timeout=120)
