@@ -24,10 +24,10 @@ from airflow_kestra_provider.bench.collect import make_engine
 from airflow_kestra_provider.bench.compare import Log, StackPlan, machine_info
 from airflow_kestra_provider.bench.progress import ProgressBar
 from airflow_kestra_provider.bench.scale_dags import SCALE_FILE, SCALE_PREFIX, scale_file_source
-from airflow_kestra_provider.bench.stacks import DatabaseServer, flavour, free_port
+from airflow_kestra_provider.bench.stacks import DatabaseServer, flavour
 from airflow_kestra_provider.bench.stats import summarize
 from airflow_kestra_provider.bench.table import fmt_seconds, markdown
-from airflow_kestra_provider.stack.environment import StackConfig
+from airflow_kestra_provider.stack.environment import StackConfig, free_port
 from airflow_kestra_provider.stack.processes import airflow_argv
 from airflow_kestra_provider.stack.stack import AirflowStack
 

@@ -8,7 +8,6 @@ comparison follows whatever ``airflow kestra standalone`` runs.
 from __future__ import annotations
 
 import shutil
-import socket
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 
 from airflow_kestra_provider.stack.embedded_postgres import EmbeddedPostgres
-from airflow_kestra_provider.stack.environment import StackConfig
+from airflow_kestra_provider.stack.environment import StackConfig, free_port
 from airflow_kestra_provider.stack.stack import AirflowStack
 
 FLAVOURS = ("stock", "ours")
@@ -42,12 +41,6 @@ def flavour(name: str) -> Flavour:
 
         return Flavour("ours", STANDALONE_EXECUTOR, tuple(STANDALONE_SCHEDULER_ARGS))
     raise ValueError(f"unknown stack {name!r}: expected one of {', '.join(FLAVOURS)}")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class DatabaseServer:

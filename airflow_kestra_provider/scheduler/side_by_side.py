@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import socket
 import statistics
 import tempfile
 import time
@@ -34,12 +33,6 @@ SCHEDULERS = {"stock": ("scheduler",), "kestra": ("kestra", "scheduler")}
 PREFIX = "kestra_due"
 NOOP = "kestra_bench_noop"
 LIKE = f"{PREFIX}\\_%"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait(predicate: Any, timeout: float, what: str, interval: float = 0.2) -> float:
@@ -62,7 +55,7 @@ class Side:
     def __init__(self, name: str, server: Any, work: Path, dags: int, reparse_interval: int) -> None:
         import sqlalchemy as sa
 
-        from airflow_kestra_provider.stack.environment import StackConfig
+        from airflow_kestra_provider.stack.environment import StackConfig, free_port
         from airflow_kestra_provider.stack.stack import AirflowStack
 
         self.name = name
@@ -77,7 +70,7 @@ class Side:
             home=work / f"home_{name}",
             sql_alchemy_conn=url,
             dags_folder=folder,
-            port=_free_port(),
+            port=free_port(),
             executor="LocalExecutor",
             extra={
                 "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",

@@ -5,7 +5,6 @@ Start a stack once per test module (``start_stack`` in a module-scoped fixture),
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -13,17 +12,11 @@ import pytest
 import sqlalchemy as sa
 
 from airflow_kestra_provider.stack.embedded_postgres import EmbeddedPostgres
-from airflow_kestra_provider.stack.environment import StackConfig
+from airflow_kestra_provider.stack.environment import StackConfig, free_port
 from airflow_kestra_provider.stack.stack import AirflowStack
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS_EXAMPLES = REPO / "dags_examples"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
