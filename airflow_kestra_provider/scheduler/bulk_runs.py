@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+import structlog
 from airflow.models.dag_version import DagVersion
 from airflow.models.dagrun import DagRun
 from airflow.models.taskinstance import TaskInstance
@@ -55,6 +56,8 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
+# The logger create_dagrun writes its "creating dag run" line to; the bulk path writes the same line.
+_create_log = structlog.get_logger("airflow.serialization.definitions.dag")
 
 
 @dataclass
@@ -189,12 +192,12 @@ def build_run(
         data_interval=info.data_interval,
         partition_key=info.partition_key,
     )
-    logging.getLogger("airflow.serialization.definitions.dag").info(
-        "creating dag run run_after=%s run_id=%s logical_date=%s partition_key=%s",
-        info.run_after,
-        run_id,
-        info.logical_date,
-        info.partition_key,
+    _create_log.info(
+        "creating dag run",
+        run_after=info.run_after,
+        run_id=run_id,
+        logical_date=info.logical_date,
+        partition_key=info.partition_key,
     )
     _check_run_id(run_id)
     dag.params.deep_merge(None).validate()

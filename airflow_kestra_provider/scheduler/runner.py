@@ -188,7 +188,7 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
 
         def process(batch: list[DagModel]) -> None:
             timed = [d for d in batch if d.dag_id not in partition_dag_ids and d.dag_id not in asset_dag_ids]
-            self._create_timed_runs(timed, session)
+            self._create_timed_runs(timed, guard, session)
             guard.commit()  # release this batch's row locks before taking the next one
 
         take_in_batches(
@@ -199,7 +199,9 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
             budget=self._loop_budget,
         )
 
-    def _create_timed_runs(self, dag_models: list[DagModel], session: Session) -> None:
+    def _create_timed_runs(
+        self, dag_models: list[DagModel], guard: CommitProhibitorGuard, session: Session
+    ) -> None:
         """Plain due DAGs get their runs in one INSERT for the runs and one for their TIs
         (:mod:`.bulk_runs`); everything else goes through the stock ``_create_dag_runs``."""
         if not dag_models:
@@ -214,20 +216,28 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
             else:
                 stock = plan.stock
                 if plan.bulk:
-                    stock += self._create_in_bulk(plan.bulk, session)
+                    stock += self._create_in_bulk(plan.bulk, guard, session)
         self._with_prefetched(stock, session, self._create_dag_runs)
 
     def _create_in_bulk(
-        self, plan: list[tuple[DagModel, SerializedDAG, Any]], session: Session
+        self, plan: list[tuple[DagModel, SerializedDAG, Any]], guard: CommitProhibitorGuard, session: Session
     ) -> list[DagModel]:
         """Write the runs of ``plan`` in a SAVEPOINT, then move each DAG's next-run fields on as the
         stock path does. Returns the DAGs to hand to the stock path (all of them if writing failed)."""
+        savepoint = session.begin_nested()
         try:
-            with session.begin_nested():
-                created = bulk_runs.create_runs(plan, creating_job_id=self.job.id, session=session)
+            created = bulk_runs.create_runs(plan, creating_job_id=self.job.id, session=session)
+            # Releasing a SAVEPOINT is not a commit (the batch's row locks stay held), but
+            # SQLAlchemy reports it to the stock commit guard as one: tell the guard it is expected.
+            guard.expected_commit = True
+            savepoint.commit()
         except Exception:
+            if savepoint.is_active:
+                savepoint.rollback()
             self.log.exception("Bulk dag run creation failed; creating this batch one by one")
             return [model for model, _, _ in plan]
+        finally:
+            guard.expected_commit = False
         active = DagRun.active_runs_of_dags(
             dag_ids=[model.dag_id for model, _, _ in created], exclude_backfill=True, session=session
         )

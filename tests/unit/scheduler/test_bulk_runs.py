@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 
 import pytest
+from airflow.utils.sqlalchemy import prohibit_commit
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -125,8 +126,9 @@ def _create(runner, session, dag_id: str, *, bulk: bool) -> None:
 
     runner._bulk_create = bulk
     model = session.get(DagModel, dag_id)
-    runner._create_timed_runs([model], session)
-    session.commit()
+    with prohibit_commit(session) as guard:  # the scheduler's guard: only guard.commit() may commit
+        runner._create_timed_runs([model], guard, session)
+        guard.commit()
 
 
 def test_bulk_rows_equal_the_rows_of_create_dagrun(runner, session):
@@ -184,7 +186,8 @@ def test_unusual_dags_go_to_the_stock_path(runner, session):
     for model in (mapped, full, plain, exists):
         _reset_next_run(runner, session, model)
     runner._bulk_create = False
-    runner._create_timed_runs([exists], session)  # a run for its next date exists already ...
+    with prohibit_commit(session) as guard:
+        runner._create_timed_runs([exists], guard, session)  # a run for its next date exists already ...
     session.commit()
     _reset_next_run(runner, session, exists)  # ... and next_dagrun points at that date again
     full.exceeds_max_non_backfill = True
