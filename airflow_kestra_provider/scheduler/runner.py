@@ -19,6 +19,10 @@ and overrides only small methods:
   commit per batch) until ``[kestra] scheduler_loop_budget`` seconds are spent, instead of 10
   per loop; the rest of the loop (starting queued runs, scheduling running ones) then runs as
   usual, and the next loop starts at once because this one did work.
+  Within a batch, plain DAGs get their runs from :mod:`.bulk_runs` (one INSERT for the runs, one
+  for their task instances); the others go to the stock ``_create_dag_runs``.
+* ``_start_queued_dagruns`` and ``_schedule_all_dag_runs``: after a full stock batch
+  (``max_dagruns_per_loop_to_schedule``), take the next one until the loop budget is spent.
 * ``_run_scheduler_loop``: only opens the LISTEN connection around the stock loop.
 """
 
