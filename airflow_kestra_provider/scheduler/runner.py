@@ -258,11 +258,14 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         with examining running runs, see ``_schedule_all_dag_runs``)."""
         self._examine_deadline = time.monotonic() + self._loop_budget
         while True:
-            before = self._loop.dag_runs_changed
-            super()._start_queued_dagruns(session)
-            session.flush()
-            started = self._loop.dag_runs_changed - before
-            if started < DagRun.DEFAULT_DAGRUNS_TO_EXAMINE or time.monotonic() >= self._examine_deadline:
+            probe = LoopWork()  # counts the runs this call moved to RUNNING
+            with probe.watching(session):
+                super()._start_queued_dagruns(session)
+                session.flush()
+            if (
+                probe.dag_runs_changed < DagRun.DEFAULT_DAGRUNS_TO_EXAMINE
+                or time.monotonic() >= self._examine_deadline
+            ):
                 return
 
     def _schedule_all_dag_runs(
@@ -272,8 +275,8 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         that batch, take the next batches (same locking query, oldest decision first, a run at most
         once per loop) until none is left or the loop budget is spent."""
         batch = list(dag_runs)
+        seen = {run.id for run in batch}  # before the stock commit expires the objects
         callbacks = super()._schedule_all_dag_runs(guard, batch, session)
-        seen = {run.id for run in batch}
         while len(batch) >= DagRun.DEFAULT_DAGRUNS_TO_EXAMINE and time.monotonic() < self._examine_deadline:
             batch = [r for r in DagRun.get_running_dag_runs_to_examine(session=session) if r.id not in seen]
             if not batch:

@@ -54,7 +54,14 @@ def _register(session, dag, **model_fields):
     from airflow.models.serialized_dag import SerializedDagModel
     from airflow.serialization.serialized_objects import LazyDeserializedDAG
 
-    model = DagModel(dag_id=dag.dag_id, bundle_name="bundle", max_active_runs=16, **model_fields)
+    model = DagModel(
+        dag_id=dag.dag_id,
+        bundle_name="bundle",
+        max_active_runs=16,
+        is_paused=False,
+        is_stale=False,
+        **model_fields,
+    )
     session.add(model)
     session.flush()
     SerializedDagModel.write_dag(LazyDeserializedDAG.from_dag(dag), bundle_name="bundle", session=session)
@@ -213,3 +220,46 @@ def test_mapped_dag_still_gets_its_run_through_the_stock_path(runner, session):
     assert len(runs) == 1 and runs[0].state == "queued"
     tis = session.scalars(select(TaskInstance).where(TaskInstance.dag_id == "bulk_mapped_run")).all()
     assert {(t.task_id, t.map_index) for t in tis} == {("mapped", 0), ("mapped", 1)}
+
+
+def test_starting_and_examining_runs_is_not_capped_at_one_batch_per_loop(runner, session):
+    """Stock: at most max_dagruns_per_loop_to_schedule (20) runs started and examined per loop.
+    Ours: further batches of 20 until the loop budget is spent."""
+    from airflow.models.dag import DagModel
+    from airflow.models.dagrun import DagRun
+    from sqlalchemy import func, select
+
+    assert DagRun.DEFAULT_DAGRUNS_TO_EXAMINE == 20
+    count = 45
+    models = [_register(session, _plain_dag(f"bulk_many_{i:02d}")) for i in range(count)]
+    for model in models:
+        _reset_next_run(runner, session, model)
+    runner._bulk_create = True
+    runner._loop_budget = 60.0
+    with prohibit_commit(session) as guard:
+        runner._create_timed_runs([session.get(DagModel, m.dag_id) for m in models], guard, session)
+        guard.commit()
+        assert runner.dag_runs_created_in_bulk == count
+
+        def states() -> dict[str, int]:
+            rows = session.execute(
+                select(DagRun.state, func.count())
+                .where(DagRun.dag_id.like("bulk\\_many\\_%", escape="\\"))
+                .group_by(DagRun.state)
+            )
+            return {state: n for state, n in rows}
+
+        assert states() == {"queued": count}
+        runner._start_queued_dagruns(session)
+        guard.commit()
+        assert states() == {"running": count}
+
+        mine = set(
+            session.scalars(select(DagRun.id).where(DagRun.dag_id.like("bulk\\_many\\_%", escape="\\")))
+        )
+        first = list(DagRun.get_running_dag_runs_to_examine(session=session))
+        assert len(first) == DagRun.DEFAULT_DAGRUNS_TO_EXAMINE
+        callbacks = runner._schedule_all_dag_runs(guard, first, session)
+        examined = [run.id for run, _ in callbacks]
+        assert len(examined) == len(set(examined))  # each run at most once per loop
+        assert mine <= set(examined)
