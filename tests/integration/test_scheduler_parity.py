@@ -60,6 +60,7 @@ def _trigger_all(stack) -> None:
     with stack.client() as client:
         for dag_id in EXPECTED_RUNS:
             client.wait_for_dag(dag_id, timeout=120)
+        client.unpause("parity_cron")
         for dag_id, conf in MANUAL.items():
             client.trigger(dag_id, conf=conf, run_id=RUN_ID)
 

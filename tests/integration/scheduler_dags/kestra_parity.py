@@ -16,7 +16,16 @@ CRON_START = TODAY - datetime.timedelta(days=3)
 CRON_END = TODAY - datetime.timedelta(days=1)
 
 
-@dag(dag_id="parity_cron", schedule="@daily", start_date=CRON_START, end_date=CRON_END, catchup=True)
+# Paused at creation: the test unpauses it once the stack is up, so its catch-up runs do not race
+# the api-server's start (tasks that cannot reach the Execution API in time fail before running).
+@dag(
+    dag_id="parity_cron",
+    schedule="@daily",
+    start_date=CRON_START,
+    end_date=CRON_END,
+    catchup=True,
+    is_paused_upon_creation=True,
+)
 def parity_cron():
     @task
     def tick() -> None:
