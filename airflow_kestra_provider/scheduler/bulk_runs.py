@@ -1,7 +1,7 @@
 """Create the scheduled dag runs of many due DAGs with one INSERT for the runs and one for their TIs.
 
 The stock ``SchedulerJobRunner._create_dag_runs`` calls ``SerializedDAG.create_dagrun`` once per
-DAG, and each call runs about eight statements of its own: the DAG's ``bundle_version``, its latest
+DAG, and each call runs about six statements of its own: the DAG's ``bundle_version``, its latest
 ``dag_version``, ``max(log_template.id)``, the run INSERT (with a flush), the run's existing task
 instances (always none for a new run) and the TI INSERT (with another flush). At a few ms per
 round trip that is where most of the time of a due DAG goes.
