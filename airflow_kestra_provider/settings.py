@@ -206,6 +206,14 @@ OPTIONS: tuple[Option, ...] = (
         100000,
     ),
     Option(
+        "scheduler_bulk_create",
+        "boolean",
+        "True",
+        "Create the scheduled runs of a batch of plain due DAGs with one INSERT for the runs and "
+        "one for their task instances; other DAGs always take Airflow's own one-by-one path.",
+        "False",
+    ),
+    Option(
         "dag_cache_size",
         "integer",
         "10000",
@@ -312,6 +320,10 @@ def scheduler_loop_budget() -> float:
 
 def scheduler_dagrun_batch_size() -> int:
     return int(get("scheduler_dagrun_batch_size"))
+
+
+def scheduler_bulk_create() -> bool:
+    return bool(get("scheduler_bulk_create"))
 
 
 def dag_cache_size() -> int:

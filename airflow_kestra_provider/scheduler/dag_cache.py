@@ -80,8 +80,14 @@ class KestraDagCache(CachedDBDagBag):
 
     def get_latest_many(self, dag_ids: Iterable[str], session: Session) -> dict[str, SerializedDAG]:
         """The latest DAG of each dag_id that has one; deserializes only cache misses."""
+        return {dag_id: dag for dag_id, (dag, _) in self.get_latest_with_versions(dag_ids, session).items()}
+
+    def get_latest_with_versions(
+        self, dag_ids: Iterable[str], session: Session
+    ) -> dict[str, tuple[SerializedDAG, UUID]]:
+        """Like :meth:`get_latest_many`, with the ``dag_version`` id each DAG was loaded from."""
         versions = self.latest_versions(dag_ids, session)
-        found: dict[str, SerializedDAG] = {}
+        found: dict[str, tuple[SerializedDAG, UUID]] = {}
         missing: list[UUID] = []
         now = time.monotonic()
         with self._lock:
@@ -90,7 +96,7 @@ class KestraDagCache(CachedDBDagBag):
                 if entry is not None and entry.dag_hash == latest.dag_hash:
                     # Just confirmed against the database: restart its revalidation window.
                     self._dags[latest.dag_version_id] = entry._replace(last_validated=now)
-                    found[dag_id] = entry.dag
+                    found[dag_id] = (entry.dag, latest.dag_version_id)
                     self._on_cache_hit()
                 else:
                     missing.append(latest.dag_version_id)
@@ -105,7 +111,7 @@ class KestraDagCache(CachedDBDagBag):
                     log.exception("Failed to deserialize DAG '%s'", row.dag_id)
                     continue
                 if dag is not None:
-                    found[row.dag_id] = dag
+                    found[row.dag_id] = (dag, row.dag_version_id)
         return found
 
     def get_latest(self, dag_id: str, session: Session) -> SerializedDAG | None:

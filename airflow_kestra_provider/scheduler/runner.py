@@ -19,6 +19,10 @@ and overrides only small methods:
   commit per batch) until ``[kestra] scheduler_loop_budget`` seconds are spent, instead of 10
   per loop; the rest of the loop (starting queued runs, scheduling running ones) then runs as
   usual, and the next loop starts at once because this one did work.
+  Within a batch, plain DAGs get their runs from :mod:`.bulk_runs` (one INSERT for the runs, one
+  for their task instances); the others go to the stock ``_create_dag_runs``.
+* ``_start_queued_dagruns`` and ``_schedule_all_dag_runs``: after a full stock batch
+  (``max_dagruns_per_loop_to_schedule``), take the next one until the loop budget is spent.
 * ``_run_scheduler_loop``: only opens the LISTEN connection around the stock loop.
 """
 
@@ -28,15 +32,19 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
+from airflow.models.dagrun import DagRun
 
 from airflow_kestra_provider import settings
-from airflow_kestra_provider.scheduler import due_dags, notify
+from airflow_kestra_provider.scheduler import bulk_runs, due_dags, notify
 from airflow_kestra_provider.scheduler.batching import take_in_batches
 from airflow_kestra_provider.scheduler.dag_cache import KestraDagCache
 from airflow_kestra_provider.scheduler.work import LoopWork
 from airflow_kestra_provider.worker.backoff import Backoff
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from airflow.callbacks.callback_requests import DagCallbackRequest
     from airflow.executors.base_executor import BaseExecutor
     from airflow.jobs.job import Job
     from airflow.models.dag import DagModel
@@ -78,11 +86,14 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
             ) from None
         self._loop_budget = settings.scheduler_loop_budget()
         self._batch_size = settings.scheduler_dagrun_batch_size()
+        self._bulk_create = settings.scheduler_bulk_create()
         self._listen_notify = settings.listen_notify()
         self._waker: notify.NotifyWaker | None = None
         self._prefetched: dict[str, SerializedDAG] = {}
         self._loop = LoopWork()
         self.dag_runs_created_total = 0
+        self.dag_runs_created_in_bulk = 0
+        self._examine_deadline = 0.0
         self._stats = {"loops": 0, "busy_loops": 0}
         self._stats_logged_at = time.monotonic()
 
@@ -139,12 +150,13 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
             return
         self.log.info(
             "Kestra scheduler: %d loops (%d busy) in %.0fs, %d NOTIFY wake-ups, %d dag runs created "
-            "so far, DAG cache %d hits / %d misses",
+            "so far (%d in bulk), DAG cache %d hits / %d misses",
             self._stats["loops"],
             self._stats["busy_loops"],
             now - self._stats_logged_at,
             self._waker.wakeups if self._waker else 0,
             self.dag_runs_created_total,
+            self.dag_runs_created_in_bulk,
             self.dag_cache.hits,
             self.dag_cache.misses,
         )
@@ -180,7 +192,7 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
 
         def process(batch: list[DagModel]) -> None:
             timed = [d for d in batch if d.dag_id not in partition_dag_ids and d.dag_id not in asset_dag_ids]
-            self._with_prefetched(timed, session, self._create_dag_runs)
+            self._create_timed_runs(timed, guard, session)
             guard.commit()  # release this batch's row locks before taking the next one
 
         take_in_batches(
@@ -190,6 +202,89 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
             batch_size=self._batch_size,
             budget=self._loop_budget,
         )
+
+    def _create_timed_runs(
+        self, dag_models: list[DagModel], guard: CommitProhibitorGuard, session: Session
+    ) -> None:
+        """Plain due DAGs get their runs in one INSERT for the runs and one for their TIs
+        (:mod:`.bulk_runs`); everything else goes through the stock ``_create_dag_runs``."""
+        if not dag_models:
+            return
+        stock: list[DagModel] = list(dag_models)
+        if self._bulk_create:
+            try:
+                dags = self.dag_cache.get_latest_with_versions((d.dag_id for d in dag_models), session)
+                plan = bulk_runs.split(dag_models, dags, session)
+            except Exception:
+                self.log.exception("Could not plan bulk dag run creation; using the stock path")
+            else:
+                stock = plan.stock
+                if plan.bulk:
+                    stock += self._create_in_bulk(plan.bulk, guard, session)
+        self._with_prefetched(stock, session, self._create_dag_runs)
+
+    def _create_in_bulk(
+        self, plan: list[tuple[DagModel, SerializedDAG, Any]], guard: CommitProhibitorGuard, session: Session
+    ) -> list[DagModel]:
+        """Write the runs of ``plan`` in a SAVEPOINT, then move each DAG's next-run fields on as the
+        stock path does. Returns the DAGs to hand to the stock path (all of them if writing failed)."""
+        savepoint = session.begin_nested()
+        try:
+            created = bulk_runs.create_runs(plan, creating_job_id=self.job.id, session=session)
+            # Releasing a SAVEPOINT is not a commit (the batch's row locks stay held), but
+            # SQLAlchemy reports it to the stock commit guard as one: tell the guard it is expected.
+            guard.expected_commit = True
+            savepoint.commit()
+        except Exception:
+            if savepoint.is_active:
+                savepoint.rollback()
+            self.log.exception("Bulk dag run creation failed; creating this batch one by one")
+            return [model for model, _, _ in plan]
+        finally:
+            guard.expected_commit = False
+        active = DagRun.active_runs_of_dags(
+            dag_ids=[model.dag_id for model, _, _ in created], exclude_backfill=True, session=session
+        )
+        self.dag_runs_created_in_bulk += len(created)
+        for model, dag, run in created:
+            model.calculate_dagrun_date_fields(dag=dag, reference_run=run)
+            model.exceeds_max_non_backfill = active.get(model.dag_id, 0) >= (model.max_active_runs or 0)
+        return []
+
+    # -- starting and examining dag runs -------------------------------------------------------
+    def _start_queued_dagruns(self, session: Session) -> None:
+        """The stock method starts at most ``max_dagruns_per_loop_to_schedule`` queued runs; call
+        it again while it started a full batch and the loop budget lasts (the budget is shared
+        with examining running runs, see ``_schedule_all_dag_runs``)."""
+        self._examine_deadline = time.monotonic() + self._loop_budget
+        while True:
+            probe = LoopWork()  # counts the runs this call moved to RUNNING
+            with probe.watching(session):
+                super()._start_queued_dagruns(session)
+                session.flush()
+            if (
+                probe.dag_runs_changed < DagRun.DEFAULT_DAGRUNS_TO_EXAMINE
+                or time.monotonic() >= self._examine_deadline
+            ):
+                return
+
+    def _schedule_all_dag_runs(
+        self, guard: CommitProhibitorGuard, dag_runs: Iterable[DagRun], session: Session
+    ) -> list[tuple[DagRun, DagCallbackRequest | None]]:
+        """The stock loop examines at most ``max_dagruns_per_loop_to_schedule`` running runs; after
+        that batch, take the next batches (same locking query, oldest decision first, a run at most
+        once per loop) until none is left or the loop budget is spent."""
+        batch = list(dag_runs)
+        seen = {run.id for run in batch}  # before the stock commit expires the objects
+        callbacks = super()._schedule_all_dag_runs(guard, batch, session)
+        while len(batch) >= DagRun.DEFAULT_DAGRUNS_TO_EXAMINE and time.monotonic() < self._examine_deadline:
+            batch = [r for r in DagRun.get_running_dag_runs_to_examine(session=session) if r.id not in seen]
+            if not batch:
+                break
+            seen.update(run.id for run in batch)
+            self._stamp_team_names(batch, session)
+            callbacks += super()._schedule_all_dag_runs(guard, batch, session)
+        return callbacks
 
     def _create_asset_runs(self, dag_models: list[DagModel], session: Session) -> None:
         self._create_dag_runs_asset_triggered(dag_models=dag_models, session=session)

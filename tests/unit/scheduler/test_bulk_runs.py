@@ -1,0 +1,265 @@
+"""Bulk dag run creation writes the same rows as Airflow's own ``create_dagrun`` (real SQLite schema).
+
+The same DAG gets its next scheduled run once through the stock path and once through the bulk
+path; the ``dag_run`` and ``task_instance`` rows and the ``dag`` row's next-run fields must match
+column by column (except surrogate ids, ``queued_at`` and the random trace ids).
+"""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+from airflow.utils.sqlalchemy import prohibit_commit
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+START = datetime.datetime(2025, 1, 1, tzinfo=datetime.timezone.utc)
+# Columns that differ between any two runs created at different instants.
+RUN_SKIP = {"id", "queued_at", "created_at", "updated_at", "context_carrier"}
+TI_SKIP = {"id", "updated_at", "context_carrier"}
+DAG_NEXT = (
+    "next_dagrun",
+    "next_dagrun_create_after",
+    "next_dagrun_data_interval_start",
+    "next_dagrun_data_interval_end",
+    "exceeds_max_non_backfill",
+)
+
+
+def _plain_dag(dag_id: str):
+    from airflow.providers.standard.operators.empty import EmptyOperator
+    from airflow.sdk import DAG
+
+    with DAG(dag_id, schedule="@daily", start_date=START, catchup=False, params={"x": 1}) as dag:
+        first = EmptyOperator(task_id="first", pool="default_pool", priority_weight=3, retries=2)
+        second = EmptyOperator(task_id="second", queue="other", weight_rule="upstream")
+        EmptyOperator(task_id="later", start_date=datetime.datetime(2999, 1, 1, tzinfo=datetime.timezone.utc))
+        first >> second
+    return dag
+
+
+def _mapped_dag(dag_id: str):
+    from airflow.providers.standard.operators.bash import BashOperator
+    from airflow.sdk import DAG
+
+    with DAG(dag_id, schedule="@daily", start_date=START, catchup=False) as dag:
+        BashOperator.partial(task_id="mapped").expand(bash_command=["true", "true"])
+    return dag
+
+
+def _register(session, dag, **model_fields):
+    """Write ``dag`` the way the dag-processor does and make it due now."""
+    from airflow.models.dag import DagModel
+    from airflow.models.serialized_dag import SerializedDagModel
+    from airflow.serialization.serialized_objects import LazyDeserializedDAG
+
+    model = DagModel(
+        dag_id=dag.dag_id,
+        bundle_name="bundle",
+        max_active_runs=16,
+        is_paused=False,
+        is_stale=False,
+        **model_fields,
+    )
+    session.add(model)
+    session.flush()
+    SerializedDagModel.write_dag(LazyDeserializedDAG.from_dag(dag), bundle_name="bundle", session=session)
+    session.commit()
+    return model
+
+
+@pytest.fixture
+def runner(session):
+    from airflow.executors.local_executor import LocalExecutor
+    from airflow.jobs.job import Job
+    from airflow.models.tasklog import LogTemplate
+
+    if session.query(LogTemplate).count() == 0:  # `airflow db migrate` writes one; create_all does not
+        session.add(LogTemplate(filename="{{ ti.task_id }}.log", elasticsearch_id="x"))
+        session.commit()
+
+    from airflow_kestra_provider.scheduler.runner import KestraSchedulerJobRunner
+
+    job = Job()
+    job.id = 4242
+    return KestraSchedulerJobRunner(job=job, executors=[LocalExecutor()])
+
+
+def _reset_next_run(runner, session, model) -> None:
+    dag = runner.dag_cache.get_latest(model.dag_id, session)
+    model.calculate_dagrun_date_fields(dag=dag, reference_run=None)
+    model.exceeds_max_non_backfill = False
+    session.commit()
+
+
+def _snapshot(session, dag_id: str):
+    from airflow.models.dag import DagModel
+    from airflow.models.dagrun import DagRun
+    from airflow.models.taskinstance import TaskInstance
+    from sqlalchemy import select
+
+    session.expire_all()
+    runs = session.execute(select(DagRun.__table__).where(DagRun.dag_id == dag_id)).mappings().all()
+    tis = (
+        session.execute(
+            select(TaskInstance.__table__).where(TaskInstance.dag_id == dag_id).order_by(TaskInstance.task_id)
+        )
+        .mappings()
+        .all()
+    )
+    model = session.get(DagModel, dag_id)
+    return (
+        [{k: v for k, v in r.items() if k not in RUN_SKIP} for r in runs],
+        [{k: v for k, v in t.items() if k not in TI_SKIP} for t in tis],
+        {name: getattr(model, name) for name in DAG_NEXT},
+        [(r["queued_at"], r["context_carrier"]) for r in runs],
+        [t["context_carrier"] for t in tis],
+    )
+
+
+def _delete_runs(session, dag_id: str) -> None:
+    from airflow.models.dagrun import DagRun
+    from airflow.models.taskinstance import TaskInstance
+    from sqlalchemy import delete
+
+    session.execute(delete(TaskInstance).where(TaskInstance.dag_id == dag_id))
+    session.execute(delete(DagRun).where(DagRun.dag_id == dag_id))
+    session.commit()
+
+
+def _create(runner, session, dag_id: str, *, bulk: bool) -> None:
+    from airflow.models.dag import DagModel
+
+    runner._bulk_create = bulk
+    model = session.get(DagModel, dag_id)
+    with prohibit_commit(session) as guard:  # the scheduler's guard: only guard.commit() may commit
+        runner._create_timed_runs([model], guard, session)
+        guard.commit()
+
+
+def test_bulk_rows_equal_the_rows_of_create_dagrun(runner, session):
+    from airflow_kestra_provider.scheduler import bulk_runs
+
+    model = _register(session, _plain_dag("bulk_same_rows"), bundle_version="v7")
+    _reset_next_run(runner, session, model)
+    due = model.next_dagrun
+    assert due is not None
+
+    dags = runner.dag_cache.get_latest_with_versions([model.dag_id], session)
+    plan = bulk_runs.split([model], dags, session)
+    assert [m.dag_id for m, _, _ in plan.bulk] == ["bulk_same_rows"] and plan.stock == []
+
+    _create(runner, session, "bulk_same_rows", bulk=False)
+    stock_runs, stock_tis, stock_next, stock_stamps, stock_carriers = _snapshot(session, "bulk_same_rows")
+    _delete_runs(session, "bulk_same_rows")
+    _reset_next_run(runner, session, session.get(type(model), "bulk_same_rows"))
+
+    assert runner.dag_runs_created_in_bulk == 0
+    _create(runner, session, "bulk_same_rows", bulk=True)
+    assert runner.dag_runs_created_in_bulk == 1  # written by the bulk path, not the stock fallback
+    bulk_runs_rows, bulk_tis, bulk_next, bulk_stamps, bulk_carriers = _snapshot(session, "bulk_same_rows")
+
+    assert len(stock_runs) == 1
+    run = stock_runs[0]
+    assert run["state"] == "queued" and run["run_type"] == "scheduled" and run["creating_job_id"] == 4242
+    assert run["bundle_version"] == "v7" and run["created_dag_version_id"] is not None
+    assert run["logical_date"] == due
+    assert {k for k in run if bulk_runs_rows[0][k] != run[k]} == set()
+    assert bulk_runs_rows == stock_runs
+    # "later" starts in 2999: neither path creates its TI.
+    assert [t["task_id"] for t in stock_tis] == ["first", "second"]
+    assert [{k for k in t if b[k] != t[k]} for b, t in zip(bulk_tis, stock_tis, strict=True)] == [
+        set(),
+        set(),
+    ]
+    assert bulk_tis == stock_tis
+    assert bulk_next == stock_next
+    assert bulk_next["next_dagrun"] > due
+    # queued_at is set, and both paths write a trace carrier for the run and each TI.
+    assert all(stamp is not None and carrier for stamp, carrier in stock_stamps + bulk_stamps)
+    assert all(stock_carriers) and all(bulk_carriers)
+    assert {frozenset(c) for c in bulk_carriers} == {frozenset(c) for c in stock_carriers}
+
+
+def test_unusual_dags_go_to_the_stock_path(runner, session):
+
+    from airflow_kestra_provider.scheduler import bulk_runs
+
+    mapped = _register(session, _mapped_dag("bulk_mapped"))
+    full = _register(session, _plain_dag("bulk_full"))
+    plain = _register(session, _plain_dag("bulk_plain"))
+    exists = _register(session, _plain_dag("bulk_exists"))
+    for model in (mapped, full, plain, exists):
+        _reset_next_run(runner, session, model)
+    runner._bulk_create = False
+    with prohibit_commit(session) as guard:
+        runner._create_timed_runs([exists], guard, session)  # a run for its next date exists already ...
+    session.commit()
+    _reset_next_run(runner, session, exists)  # ... and next_dagrun points at that date again
+    full.exceeds_max_non_backfill = True
+    session.commit()
+
+    models = [mapped, full, plain, exists]
+    dags = runner.dag_cache.get_latest_with_versions([m.dag_id for m in models], session)
+    plan = bulk_runs.split(models, dags, session)
+    assert [m.dag_id for m, _, _ in plan.bulk] == ["bulk_plain"]
+    assert sorted(m.dag_id for m in plan.stock) == ["bulk_exists", "bulk_full", "bulk_mapped"]
+
+
+def test_mapped_dag_still_gets_its_run_through_the_stock_path(runner, session):
+    from airflow.models.dagrun import DagRun
+    from airflow.models.taskinstance import TaskInstance
+    from sqlalchemy import select
+
+    model = _register(session, _mapped_dag("bulk_mapped_run"))
+    _reset_next_run(runner, session, model)
+    _create(runner, session, "bulk_mapped_run", bulk=True)
+    assert runner.dag_runs_created_in_bulk == 0
+    runs = session.scalars(select(DagRun).where(DagRun.dag_id == "bulk_mapped_run")).all()
+    assert len(runs) == 1 and runs[0].state == "queued"
+    tis = session.scalars(select(TaskInstance).where(TaskInstance.dag_id == "bulk_mapped_run")).all()
+    assert {(t.task_id, t.map_index) for t in tis} == {("mapped", 0), ("mapped", 1)}
+
+
+def test_starting_and_examining_runs_is_not_capped_at_one_batch_per_loop(runner, session):
+    """Stock: at most max_dagruns_per_loop_to_schedule (20) runs started and examined per loop.
+    Ours: further batches of 20 until the loop budget is spent."""
+    from airflow.models.dag import DagModel
+    from airflow.models.dagrun import DagRun
+    from sqlalchemy import func, select
+
+    assert DagRun.DEFAULT_DAGRUNS_TO_EXAMINE == 20
+    count = 45
+    models = [_register(session, _plain_dag(f"bulk_many_{i:02d}")) for i in range(count)]
+    for model in models:
+        _reset_next_run(runner, session, model)
+    runner._bulk_create = True
+    runner._loop_budget = 60.0
+    with prohibit_commit(session) as guard:
+        runner._create_timed_runs([session.get(DagModel, m.dag_id) for m in models], guard, session)
+        guard.commit()
+        assert runner.dag_runs_created_in_bulk == count
+
+        def states() -> dict[str, int]:
+            rows = session.execute(
+                select(DagRun.state, func.count())
+                .where(DagRun.dag_id.like("bulk\\_many\\_%", escape="\\"))
+                .group_by(DagRun.state)
+            )
+            return {state: n for state, n in rows}
+
+        assert states() == {"queued": count}
+        runner._start_queued_dagruns(session)
+        guard.commit()
+        assert states() == {"running": count}
+
+        mine = set(
+            session.scalars(select(DagRun.id).where(DagRun.dag_id.like("bulk\\_many\\_%", escape="\\")))
+        )
+        first = list(DagRun.get_running_dag_runs_to_examine(session=session))
+        assert len(first) == DagRun.DEFAULT_DAGRUNS_TO_EXAMINE
+        callbacks = runner._schedule_all_dag_runs(guard, first, session)
+        examined = [run.id for run, _ in callbacks]
+        assert len(examined) == len(set(examined))  # each run at most once per loop
+        assert mine <= set(examined)
