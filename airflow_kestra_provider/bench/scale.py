@@ -165,10 +165,21 @@ def _one_stack(
         started = time.monotonic()
         stack.supervisor.start("scheduler", airflow_argv(*kind.scheduler_args))
         bar = ProgressBar(f"  {name} scale {count}", quiet=plan.quiet)
-        # Asset DAGs never become due: watch the loop for ``duration`` seconds.
-        limit = run.duration if run.schedule == "assets" else run.timeout
         pattern = SCALE_PREFIX.replace("_", "\\_") + "%"
-        while time.monotonic() - started < limit:
+        # Asset DAGs never become due: time the loop for ``duration`` s from the first loop logged.
+        first_loop: float | None = None
+        while True:
+            now = time.monotonic()
+            if (
+                run.schedule == "assets"
+                and first_loop is None
+                and LOOP_LINE.search(_read_log(stack, "scheduler"))
+            ):
+                first_loop = now
+            if first_loop is None and now - started >= run.timeout:
+                break
+            if first_loop is not None and now - first_loop >= run.duration:
+                break
             time.sleep(POLL_INTERVAL)
             stack.raise_if_dead()
             with engine.connect() as conn:
@@ -177,7 +188,8 @@ def _one_stack(
                 ).one()
             timeline.append((round(time.monotonic() - started, 1), int(created), int(finished)))
             if run.schedule == "assets":
-                bar.update(int(time.monotonic() - started), int(limit), f"s, {created} runs created")
+                looped = 0 if first_loop is None else int(time.monotonic() - first_loop)
+                bar.update(looped, int(run.duration), f"s of loops, {created} runs created")
                 continue
             bar.update(int(finished), count, f"finished, {created} created")
             if finished >= count:

@@ -11,7 +11,10 @@ DAG (parsing context), and serialized with Airflow's own serializer. Then:
 * ``--method processor``: every DAG is the template document with its dag id (and the asset
   named after it) changed, written in batches through ``update_dag_parsing_results_in_db``.
   Slow (tens of DAGs per second), used for asset-scheduled DAGs, which own asset rows the SQL
-  clone does not copy, and by the test that checks the clone against it.
+  clone does not copy.
+* ``--method parse``: no shortcut at all: the whole file is parsed (all N DAGs built and
+  serialized) and written through ``update_dag_parsing_results_in_db``, as the dag-processor
+  does. The reference the faithfulness test compares the other two methods with (small N only).
 
 With ``--schedule assets`` one event is then registered for the shared asset through Airflow's
 ``AssetManager``, so every DAG has a queued, unmet condition.
@@ -38,26 +41,48 @@ from airflow_kestra_provider.bench.scale_dags import (
 
 BATCH = 500
 BUNDLE = "dags-folder"
-METHODS = ("clone", "processor")
+METHODS = ("clone", "processor", "parse")
+
+
+def _bag(dags_folder: Path) -> Any:
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import BundleDagBag
+
+    DagBundlesManager().sync_bundles_to_db()
+    bag = BundleDagBag(
+        dag_folder=dags_folder / SCALE_FILE, bundle_path=dags_folder, bundle_name=BUNDLE, safe_mode=False
+    )
+    if bag.import_errors:
+        raise RuntimeError(f"cannot parse {SCALE_FILE}: {bag.import_errors}")
+    return bag
+
+
+def write_parsed(dags_folder: Path, batch: int = BATCH) -> None:
+    """Every DAG of the file, each parsed and serialized, via the processor's function."""
+    from airflow.dag_processing.collection import update_dag_parsing_results_in_db
+    from airflow.serialization.serialized_objects import DagSerialization, LazyDeserializedDAG
+    from airflow.utils.session import create_session
+
+    dags = [LazyDeserializedDAG(data=DagSerialization.to_dict(d)) for d in _bag(dags_folder).dags.values()]
+    for start in range(0, len(dags), batch):
+        with create_session() as session:
+            update_dag_parsing_results_in_db(
+                BUNDLE, None, dags[start : start + batch], {}, None, set(), session=session
+            )
 
 
 def parse_template(dags_folder: Path) -> str:
     """Parse the generated file once, for its first DAG; return that DAG serialized (JSON text)."""
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import BundleDagBag
     from airflow.serialization.serialized_objects import DagSerialization
 
-    DagBundlesManager().sync_bundles_to_db()
     template_id = scale_dag_id(0)
     os.environ["_AIRFLOW_PARSING_CONTEXT_DAG_ID"] = template_id
     try:
-        bag = BundleDagBag(
-            dag_folder=dags_folder / SCALE_FILE, bundle_path=dags_folder, bundle_name=BUNDLE, safe_mode=False
-        )
+        bag = _bag(dags_folder)
     finally:
         del os.environ["_AIRFLOW_PARSING_CONTEXT_DAG_ID"]
-    if bag.import_errors or template_id not in bag.dags:
-        raise RuntimeError(f"cannot parse the template DAG: {bag.import_errors}")
+    if template_id not in bag.dags:
+        raise RuntimeError(f"{SCALE_FILE} does not define {template_id}")
     return json.dumps(DagSerialization.to_dict(bag.dags[template_id]))
 
 
@@ -117,13 +142,17 @@ def load(dags_folder: Path, count: int, method: str = "clone", schedule: str = "
 
     airflow.settings.configure_orm()
     started = time.monotonic()
-    template = parse_template(dags_folder)
-    if method == "clone":
+    if method == "parse":
+        write_parsed(dags_folder)
+        templated = started
+    elif method == "clone":
+        template = parse_template(dags_folder)
         write_through_processor(template, 0, 0)
         templated = time.monotonic()
         if count > 1:
             clone_in_sql(1, count - 1)
     else:
+        template = parse_template(dags_folder)
         templated = time.monotonic()
         write_through_processor(template, 0, count - 1)
     if schedule == "assets":
