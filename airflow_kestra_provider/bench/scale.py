@@ -1,10 +1,18 @@
-"""``bench scale``: N synthetic ``@daily`` DAGs, all due; how long until every run exists and is done.
+"""``bench scale``: N synthetic DAGs; how long until every due run exists and is done, or how long a loop takes.
 
-Per stack: fresh database, migrate, load the N DAGs with :mod:`scale_loader` (dag-processor
-code path, one parse), then start ONLY the scheduler and poll the database (one query per poll)
-until all N runs exist and have finished. The DAGs hold one EmptyOperator, which the scheduler
-marks done itself, so the figures are pure scheduler work: run creation and run completion.
-Per-loop timings come from the scheduler's own "Ran scheduling loop in X ms" debug line.
+Per size and stack: fresh database, migrate, load the N DAGs with :mod:`scale_loader` (one parse,
+the dag-processor's own write for the template, SQL clone for the rest), then start ONLY the
+scheduler and poll the database (one query per poll, progress kept as a timeline).
+
+* ``daily``: every DAG has one run due; wait until all N runs exist and have finished, or until
+  ``timeout`` (then report how many were created and the rate). The DAGs hold one EmptyOperator,
+  which the scheduler marks done itself, so the figures are pure scheduler work.
+* ``assets``: every DAG waits on ``shared & own`` with only ``shared`` queued; run the scheduler
+  for ``duration`` seconds and report its per-loop times (no run may be created).
+
+Per-loop timings come from the "Ran scheduling loop in X ms" debug line that Airflow's
+``_run_scheduler_loop`` logs; our runner keeps that loop, so the line times the same span
+(scheduling, executor heartbeat and events, timers; not the idle wait) for both stacks.
 """
 
 from __future__ import annotations
@@ -14,6 +22,8 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -48,50 +58,89 @@ _PROGRESS_QUERY = text(
 )
 
 
-def scale(plan: StackPlan, count: int, timeout: float, out: Path | None, log: Log) -> dict[str, Any]:
+def scale(
+    plan: StackPlan,
+    counts: Sequence[int],
+    timeout: float,
+    out: Path | None,
+    log: Log,
+    schedule: str = "daily",
+    duration: float = 60.0,
+) -> dict[str, Any]:
+    """Each size in ``counts``, each stack in ``plan.stacks``: fresh database, load, scheduler alone."""
     import tempfile
 
     work_dir = Path(plan.work_dir or tempfile.mkdtemp(prefix="kestra-bench-scale-"))
-    dags = work_dir / "scale_dags"
-    dags.mkdir(parents=True, exist_ok=True)
-    (dags / SCALE_FILE).write_text(scale_file_source(count))
     database = DatabaseServer(work_dir, plan.postgres_url)
     database.start()
     log(f"work dir {work_dir}")
     results = []
     try:
-        for name in plan.stacks:
-            results.append(_one_stack(plan, name, count, timeout, work_dir, dags, database, log))
+        for count in counts:
+            dags = work_dir / f"scale_dags_{schedule}_{count}"
+            dags.mkdir(parents=True, exist_ok=True)
+            (dags / SCALE_FILE).write_text(scale_file_source(count, schedule))
+            for name in plan.stacks:
+                run = ScaleRun(name, count, schedule, timeout, duration)
+                results.append(_one_stack(plan, run, work_dir, dags, database, log))
+                if out is not None:  # keep what is done if a later stack fails or is interrupted
+                    _write(out, counts, schedule, timeout, results)
     finally:
         database.stop()
-    report = {
+    report = _report(counts, schedule, timeout, results)
+    if out is not None:
+        _write(out, counts, schedule, timeout, results)
+    return report
+
+
+@dataclass(frozen=True)
+class ScaleRun:
+    stack: str
+    dags: int
+    schedule: str
+    timeout: float
+    duration: float
+
+    @property
+    def method(self) -> str:
+        """Asset-scheduled DAGs own asset rows: written through the processor's function, not cloned."""
+        return "processor" if self.schedule == "assets" else "clone"
+
+
+def _report(
+    counts: Sequence[int], schedule: str, timeout: float, results: list[dict[str, Any]]
+) -> dict[str, Any]:
+    return {
         "kind": "scale",
-        "dags": count,
+        "schedule": schedule,
+        "dags": list(counts),
         "timeout": timeout,
         "machine": machine_info(),
         "results": results,
     }
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "scale.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-        (out / "scale.md").write_text(f"# bench scale: {count} @daily DAGs\n\n" + scale_table(results))
-    return report
+
+
+def _write(
+    out: Path, counts: Sequence[int], schedule: str, timeout: float, results: list[dict[str, Any]]
+) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    report = _report(counts, schedule, timeout, results)
+    (out / "scale.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    sizes = ", ".join(str(c) for c in counts)
+    title = (
+        f"# bench scale: {sizes} {'asset-scheduled (pending)' if schedule == 'assets' else '@daily'} DAGs\n\n"
+    )
+    (out / "scale.md").write_text(title + scale_table(results))
 
 
 def _one_stack(
-    plan: StackPlan,
-    name: str,
-    count: int,
-    timeout: float,
-    work_dir: Path,
-    dags: Path,
-    database: DatabaseServer,
-    log: Log,
+    plan: StackPlan, run: ScaleRun, work_dir: Path, dags: Path, database: DatabaseServer, log: Log
 ) -> dict[str, Any]:
+    name, count = run.stack, run.dags
     kind = flavour(name)
     db_name = f"kestra_bench_scale_{name}"
     config = StackConfig(
-        home=work_dir / f"scale_{name}",
+        home=work_dir / f"scale_{run.schedule}_{count}_{name}",
         sql_alchemy_conn=database.create(db_name),
         dags_folder=dags,
         port=free_port(),
@@ -100,48 +149,89 @@ def _one_stack(
     )
     stack = AirflowStack(config, scheduler_args=kind.scheduler_args)
     engine = make_engine(config.sql_alchemy_conn)
+    timeline: list[tuple[float, int, int]] = []
+    created = finished = 0
+    last_created = last_finished = None
+    scheduled_seconds = 0.0
     try:
         log(f"{name}: migrating a fresh database ...")
         stack.migrate()
-        log(f"{name}: loading {count} DAGs ...")
-        load_seconds = _load(stack, dags, count)
+        log(f"{name}: loading {count} {run.schedule} DAGs ({run.method}) ...")
+        loaded = _load(stack, dags, count, run.method, run.schedule)
         log(
-            f"{name}: loaded in {load_seconds:.1f} s; starting `airflow {' '.join(kind.scheduler_args)}` alone"
+            f"{name}: loaded in {loaded['load_seconds']:.1f} s; starting `airflow {' '.join(kind.scheduler_args)}` alone"
         )
         started_at = datetime.now(timezone.utc)
         started = time.monotonic()
         stack.supervisor.start("scheduler", airflow_argv(*kind.scheduler_args))
-        bar = ProgressBar(f"  {name} scale", quiet=plan.quiet)
-        created = finished = 0
-        last_created = last_finished = None
-        while time.monotonic() - started < timeout:
+        bar = ProgressBar(f"  {name} scale {count}", quiet=plan.quiet)
+        pattern = SCALE_PREFIX.replace("_", "\\_") + "%"
+        # Asset DAGs never become due: time the loop for ``duration`` s from the first loop logged.
+        first_loop: float | None = None
+        while True:
+            now = time.monotonic()
+            if (
+                run.schedule == "assets"
+                and first_loop is None
+                and LOOP_LINE.search(_read_log(stack, "scheduler"))
+            ):
+                first_loop = now
+            if first_loop is None and now - started >= run.timeout:
+                break
+            if first_loop is not None and now - first_loop >= run.duration:
+                break
             time.sleep(POLL_INTERVAL)
             stack.raise_if_dead()
             with engine.connect() as conn:
-                row = conn.execute(_PROGRESS_QUERY, {"pattern": SCALE_PREFIX.replace("_", "\\_") + "%"}).one()
-            created, finished, last_created, last_finished = row
+                created, finished, last_created, last_finished = conn.execute(
+                    _PROGRESS_QUERY, {"pattern": pattern}
+                ).one()
+            timeline.append((round(time.monotonic() - started, 1), int(created), int(finished)))
+            if run.schedule == "assets":
+                looped = 0 if first_loop is None else int(time.monotonic() - first_loop)
+                bar.update(looped, int(run.duration), f"s of loops, {created} runs created")
+                continue
             bar.update(int(finished), count, f"finished, {created} created")
             if finished >= count:
                 break
-        bar.close(f"{created}/{count} runs created, {finished}/{count} finished")
+        scheduled_seconds = time.monotonic() - started
+        bar.close(f"{created}/{count} runs created, {finished}/{count} finished in {scheduled_seconds:.0f} s")
     finally:
         stack.stop()
         engine.dispose()
         database.drop(db_name)
-    loops = [float(m.group(1)) / 1000 for m in LOOP_LINE.finditer(_read_log(stack, "scheduler"))]
-    loop_summary = summarize(loops)
-    all_created = _since(started_at, last_created) if created >= count else None
+    scheduler_log = _read_log(stack, "scheduler")
+    loops = summarize(loop_times(scheduler_log))
+    created_seconds = _since(started_at, last_created)
     return {
         "stack": name,
         "dags": count,
-        "load_seconds": load_seconds,
+        "schedule": run.schedule,
+        "load_seconds": loaded["load_seconds"],
+        "load": loaded,
+        "scheduled_seconds": round(scheduled_seconds, 1),
         "created": int(created),
         "finished": int(finished),
-        "all_created_seconds": all_created,
+        "all_created_seconds": created_seconds if created >= count else None,
         "all_finished_seconds": _since(started_at, last_finished) if finished >= count else None,
-        "runs_created_per_second": count / all_created if all_created else None,
-        "loops": None if loop_summary is None else loop_summary.to_dict(),
+        "last_created_seconds": created_seconds,
+        "runs_created_per_second": creation_rate(int(created), created_seconds),
+        "loops": None if loops is None else loops.to_dict(),
+        "timeline": timeline,
+        "scheduler_log": str(stack.supervisor.log_dir / "scheduler.log"),
     }
+
+
+def loop_times(scheduler_log: str) -> list[float]:
+    """Seconds per scheduling loop, from the runner's own debug line (stock and ours log the same)."""
+    return [float(m.group(1)) / 1000 for m in LOOP_LINE.finditer(scheduler_log)]
+
+
+def creation_rate(created: int, last_created_seconds: float | None) -> float | None:
+    """Runs created per second, from the scheduler start to the last run created."""
+    if not created or not last_created_seconds or last_created_seconds <= 0:
+        return None
+    return created / last_created_seconds
 
 
 def _since(start: datetime, end: datetime | None) -> float | None:
@@ -152,9 +242,10 @@ def _since(start: datetime, end: datetime | None) -> float | None:
     return (end - start).total_seconds()
 
 
-def _load(stack: AirflowStack, dags: Path, count: int) -> float:
+def _load(stack: AirflowStack, dags: Path, count: int, method: str, schedule: str) -> dict[str, Any]:
+    argv = [str(dags), str(count), "--method", method, "--schedule", schedule]
     result = subprocess.run(
-        [sys.executable, "-m", "airflow_kestra_provider.bench.scale_loader", str(dags), str(count)],
+        [sys.executable, "-m", "airflow_kestra_provider.bench.scale_loader", *argv],
         env=stack.env,
         capture_output=True,
         text=True,
@@ -162,7 +253,8 @@ def _load(stack: AirflowStack, dags: Path, count: int) -> float:
     )
     if result.returncode != 0:
         raise RuntimeError(f"loading the DAGs failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}")
-    return float(json.loads(result.stdout.strip().splitlines()[-1])["load_seconds"])
+    loaded: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return loaded
 
 
 def _read_log(stack: AirflowStack, name: str) -> str:
@@ -176,7 +268,9 @@ SCALE_HEADERS = (
     "load",
     "all runs created",
     "runs created/s",
+    "vs stock",
     "all runs finished",
+    "loops",
     "loop p50",
     "loop p99",
     "loop max",
@@ -184,25 +278,58 @@ SCALE_HEADERS = (
 
 
 def scale_table(results: list[dict[str, Any]]) -> str:
+    """One row per (size, stack). "vs stock" is the creation rate (daily) or the loop p50 (assets)
+    of this row against the stock row of the same size and schedule: how many times better."""
     rows = []
     for r in results:
         loops = r.get("loops") or {}
         rate = r.get("runs_created_per_second")
+        assets = r.get("schedule") == "assets"
+        if assets:
+            created = f"{r['created']} (asset conditions pending, {r.get('scheduled_seconds', 0):.0f} s)"
+            done = "-"
+        else:
+            created = (
+                fmt_seconds(r["all_created_seconds"])
+                if r["all_created_seconds"] is not None
+                else f"created {r['created']} of {r['dags']} in {r.get('scheduled_seconds', 0):.0f} s"
+            )
+            done = (
+                fmt_seconds(r["all_finished_seconds"])
+                if r["all_finished_seconds"] is not None
+                else f"finished {r['finished']} of {r['dags']}"
+            )
         rows.append(
             [
                 r["stack"],
                 str(r["dags"]),
                 fmt_seconds(r["load_seconds"]),
-                fmt_seconds(r["all_created_seconds"])
-                if r["all_created_seconds"] is not None
-                else f"not within timeout ({r['created']} created)",
+                created,
                 "-" if rate is None else f"{rate:.1f}",
-                fmt_seconds(r["all_finished_seconds"])
-                if r["all_finished_seconds"] is not None
-                else f"not within timeout ({r['finished']} finished)",
+                _versus_stock(r, results),
+                done,
+                str(loops.get("count", 0)),
                 fmt_seconds(loops.get("p50")),
                 fmt_seconds(loops.get("p99")),
                 fmt_seconds(loops.get("max")),
             ]
         )
     return markdown(SCALE_HEADERS, rows)
+
+
+def _versus_stock(row: dict[str, Any], results: list[dict[str, Any]]) -> str:
+    stock = next(
+        (
+            r
+            for r in results
+            if r["stack"] == "stock" and r["dags"] == row["dags"] and r.get("schedule") == row.get("schedule")
+        ),
+        None,
+    )
+    if stock is None or stock is row:
+        return "-"
+    if row.get("schedule") == "assets":
+        mine, theirs = (row.get("loops") or {}).get("p50"), (stock.get("loops") or {}).get("p50")
+        return f"{theirs / mine:.1f}x" if mine and theirs else "-"
+    mine, theirs = row.get("runs_created_per_second"), stock.get("runs_created_per_second")
+    return f"{mine / theirs:.1f}x" if mine and theirs else "-"

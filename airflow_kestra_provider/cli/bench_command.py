@@ -146,14 +146,41 @@ def bench_chain(args: argparse.Namespace) -> None:
 @_one_line_errors
 def bench_scale(args: argparse.Namespace) -> None:
     from airflow_kestra_provider.bench.scale import scale, scale_table
+    from airflow_kestra_provider.bench.scale_dags import SCHEDULES as SCALE_SCHEDULES
     from airflow_kestra_provider.cli.standalone_command import example_dags_folder
 
-    if not 1 <= args.dags <= 1_000_000:
-        raise BenchUsageError(f"--dags must be between 1 and 1000000, got {args.dags}")
+    counts = parse_dag_counts(args.dags)
+    schedule = getattr(args, "schedule", "daily")
+    if schedule not in SCALE_SCHEDULES:
+        raise BenchUsageError(f"--schedule must be one of {', '.join(SCALE_SCHEDULES)}, got {schedule!r}")
+    timeout = _positive("--timeout", args.timeout)
+    duration = _positive("--duration", getattr(args, "duration", 60.0))
     plan = _plan(args, example_dags_folder)
     out = Path(args.out) if args.out else None
-    report = scale(plan, args.dags, _positive("--timeout", args.timeout), out, _log)
+    report = scale(plan, counts, timeout, out, _log, schedule=schedule, duration=duration)
     print(scale_table(report["results"]), end="")
+
+
+MAX_SCALE_DAGS = 1_000_000
+
+
+def parse_dag_counts(raw: str | int | None) -> list[int]:
+    """Sizes from ``--dags 2000`` or ``--dags 2000,10000,100000``; each an integer in [1, 1000000]."""
+    items = [x.strip() for x in str(raw if raw is not None else "").split(",") if x.strip()]
+    if not items:
+        raise BenchUsageError(
+            "--dags needs at least one number of DAGs, e.g. --dags 2000 or --dags 2000,10000"
+        )
+    counts = []
+    for item in items:
+        try:
+            count = int(item.replace("_", ""))
+        except ValueError:
+            raise BenchUsageError(f"--dags: {item!r} is not a whole number") from None
+        if not 1 <= count <= MAX_SCALE_DAGS:
+            raise BenchUsageError(f"--dags must be between 1 and {MAX_SCALE_DAGS}, got {count}")
+        counts.append(count)
+    return counts
 
 
 def _plan(args: argparse.Namespace, default_dags: Callable[[], Path]) -> Any:

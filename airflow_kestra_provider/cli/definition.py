@@ -104,9 +104,29 @@ ARG_BENCH_RUNS = Arg(
     ("--runs",), type=int, default=20, help="Chain runs per stack, one after another (default 20)"
 )
 ARG_BENCH_RUN_TIMEOUT = Arg(("--run-timeout",), type=float, default=300.0, help="Seconds to wait for one run")
-ARG_BENCH_SCALE_DAGS = Arg(("--dags",), type=int, required=True, help="Number of synthetic @daily DAGs")
+ARG_BENCH_SCALE_DAGS = Arg(
+    ("--dags",),
+    required=True,
+    help="Number of synthetic DAGs, or a comma-separated list of sizes run one after another (2000,10000)",
+)
 ARG_BENCH_SCALE_TIMEOUT = Arg(
-    ("--timeout",), type=float, default=3600.0, help="Seconds to wait per stack for all runs (default 3600)"
+    ("--timeout",),
+    type=float,
+    default=3600.0,
+    help="Seconds of scheduling per stack and size before it is stopped and the runs so far are reported "
+    "(default 3600)",
+)
+ARG_BENCH_SCALE_SCHEDULE = Arg(
+    ("--schedule",),
+    default="daily",
+    help="daily: @daily DAGs, all due (default); assets: DAGs on `shared & own` asset with only `shared` "
+    "queued, to time scheduler loops with pending conditions",
+)
+ARG_BENCH_SCALE_DURATION = Arg(
+    ("--duration",),
+    type=float,
+    default=60.0,
+    help="With --schedule assets: seconds the scheduler runs per stack (default 60)",
 )
 ARG_BENCH_SCALE_OUT = Arg(("--out",), help="Folder for scale.md and scale.json (optional)")
 _BENCH_STACK_ARGS = (
@@ -164,11 +184,14 @@ BENCH_COMMANDS = (
     ),
     ActionCommand(
         name="scale",
-        help="N synthetic @daily DAGs all due: time until every run exists and is done, stock and ours",
+        help="N synthetic DAGs: time until every due run exists and is done, or per-loop time with pending "
+        "asset conditions; stock and ours",
         func=lazy_load_command("airflow_kestra_provider.cli.bench_command.bench_scale"),
         args=(
             ARG_BENCH_SCALE_DAGS,
+            ARG_BENCH_SCALE_SCHEDULE,
             ARG_BENCH_SCALE_TIMEOUT,
+            ARG_BENCH_SCALE_DURATION,
             ARG_BENCH_SCALE_OUT,
             ARG_BENCH_STACKS,
             ARG_BENCH_WORK_DIR,

@@ -58,3 +58,44 @@ def test_compare_bad_stacks(capsys, tmp_path):
     assert err == [
         "airflow kestra bench: error: --stacks takes a comma-separated subset of stock,ours, got 'stock,kestra'"
     ]
+
+
+@pytest.mark.parametrize(
+    ("dags", "needle"),
+    [
+        ("0", "--dags must be between 1 and 1000000, got 0"),
+        ("2000,2000000", "--dags must be between 1 and 1000000, got 2000000"),
+        ("lots", "--dags: 'lots' is not a whole number"),
+        ("2000,1.5", "--dags: '1.5' is not a whole number"),
+        (",", "--dags needs at least one number of DAGs, e.g. --dags 2000 or --dags 2000,10000"),
+    ],
+)
+def test_scale_bad_dags(dags, needle, capsys):
+    code, err = _run(["kestra", "bench", "scale", "--dags", dags, "--stacks", "ours"], capsys)
+    assert code == 2
+    assert len(err) == 1
+    assert err[0] == f"airflow kestra bench: error: {needle}"
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--schedule", "hourly"], "--schedule must be one of daily, assets, got 'hourly'"),
+        (["--timeout", "0"], "--timeout must be > 0, got 0.0"),
+        (["--schedule", "assets", "--duration", "-5"], "--duration must be > 0, got -5.0"),
+        (["--stacks", "stock,kestra"], "--stacks takes a comma-separated subset of stock,ours"),
+    ],
+)
+def test_scale_bad_options(extra, needle, capsys):
+    code, err = _run(["kestra", "bench", "scale", "--dags", "10", *extra], capsys)
+    assert code == 2
+    assert len(err) == 1
+    assert needle in err[0]
+
+
+def test_scale_dag_sizes():
+    from airflow_kestra_provider.cli.bench_command import parse_dag_counts
+
+    assert parse_dag_counts("2000") == [2000]
+    assert parse_dag_counts(" 2000, 10_000 ,100000") == [2000, 10000, 100000]
+    assert parse_dag_counts(50) == [50]
