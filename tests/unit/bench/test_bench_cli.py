@@ -56,5 +56,19 @@ def test_compare_bad_stacks(capsys, tmp_path):
     )
     assert code == 2
     assert err == [
-        "airflow kestra bench: error: --stacks takes a comma-separated subset of stock,ours, got 'stock,kestra'"
+        "airflow kestra bench: error: --stacks takes a comma-separated subset of stock,executor,ours, got 'stock,kestra'"
     ]
+
+
+def test_three_stack_flavours():
+    from airflow_kestra_provider.bench.stacks import flavour
+    from airflow_kestra_provider.cli.bench_command import _stacks
+    from airflow_kestra_provider.cli.standalone_command import STANDALONE_SCHEDULER_ARGS
+    from airflow_kestra_provider.stack.environment import KESTRA_EXECUTOR
+
+    assert _stacks("stock,executor,ours") == ["stock", "executor", "ours"]
+    assert flavour("stock").executor == "LocalExecutor"
+    assert flavour("executor").executor == KESTRA_EXECUTOR
+    assert flavour("executor").scheduler_args == flavour("stock").scheduler_args == ("scheduler",)
+    assert flavour("ours").executor == KESTRA_EXECUTOR
+    assert flavour("ours").scheduler_args == tuple(STANDALONE_SCHEDULER_ARGS)
