@@ -107,9 +107,14 @@ def require_postgres() -> None:
 
 
 def ensure_schema() -> None:
-    """Create the worker and claim tables if missing (idempotent; safe from many processes)."""
+    """Stop with a clear message when ``airflow db migrate`` has not created our tables yet."""
     with claims.session_scope() as session:
-        claims.ensure_schema(session)
+        present = claims.tables_present(session)
+    if not present:
+        raise settings.KestraConfigError(
+            "the KestraExecutor's tables (kestra_worker, kestra_task_claim) are missing from the "
+            "metadata database: run `airflow db migrate` (it creates them through KestraDBManager)"
+        )
 
 
 def executor_routing() -> tuple[list[str], bool]:
