@@ -45,7 +45,7 @@ class FailureLog:
         self.failures += 1
         if self.failures == 1:
             self._since = self._last_line = now
-            self.logger.exception("%s failed; retrying in %.2fs", self.what, retry_in)
+            self.logger.exception("%s failed; retrying in %.2fs", self.what, retry_in, stacklevel=2)
             return
         if now - self._last_line >= self.quiet:
             self._last_line = now
@@ -56,6 +56,7 @@ class FailureLog:
                 now - self._since,
                 retry_in,
                 one_line(sys.exc_info()[1]),
+                stacklevel=2,
             )
 
     def succeeded(self) -> None:
@@ -67,5 +68,6 @@ class FailureLog:
             self.what,
             self.failures,
             self.clock() - self._since,
+            stacklevel=2,
         )
         self.failures = 0
