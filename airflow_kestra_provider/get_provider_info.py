@@ -34,6 +34,7 @@ def get_provider_info() -> dict[str, Any]:
         "description": "Kestra-class scheduling latency and throughput for Apache Airflow 3.",
         "versions": [__version__],
         "executors": ["airflow_kestra_provider.executors.kestra_executor.KestraExecutor"],
+        "db-managers": ["airflow_kestra_provider.models.db.KestraDBManager"],
         "cli": ["airflow_kestra_provider.cli.definition.get_kestra_cli_commands"],
         "plugins": [
             {

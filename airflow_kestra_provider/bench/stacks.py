@@ -1,8 +1,12 @@
 """Throw-away stacks for ``bench compare`` and ``bench chain``: a fresh AIRFLOW_HOME and database each.
 
-Both flavours get the same DAGs, the same settings and the same database server; only the
-executor and the scheduler command differ. "ours" takes them from the standalone command, so the
-comparison follows whatever ``airflow kestra standalone`` runs.
+Every flavour gets the same DAGs, the same settings and the same database server; only the
+executor and the scheduler command differ:
+
+* "stock": LocalExecutor under ``airflow scheduler``;
+* "executor": KestraExecutor under the stock ``airflow scheduler`` (the executor alone);
+* "ours": whatever ``airflow kestra standalone`` runs (executor and scheduler command taken from
+  the standalone command, so the comparison follows it).
 """
 
 from __future__ import annotations
@@ -17,10 +21,10 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 
 from airflow_kestra_provider.stack.embedded_postgres import EmbeddedPostgres
-from airflow_kestra_provider.stack.environment import StackConfig, free_port
+from airflow_kestra_provider.stack.environment import KESTRA_EXECUTOR, StackConfig, free_port
 from airflow_kestra_provider.stack.stack import AirflowStack
 
-FLAVOURS = ("stock", "ours")
+FLAVOURS = ("stock", "executor", "ours")
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,8 @@ class Flavour:
 def flavour(name: str) -> Flavour:
     if name == "stock":
         return Flavour("stock", "LocalExecutor", ("scheduler",))
+    if name == "executor":
+        return Flavour("executor", KESTRA_EXECUTOR, ("scheduler",))
     if name == "ours":
         from airflow_kestra_provider.cli.standalone_command import (
             STANDALONE_EXECUTOR,

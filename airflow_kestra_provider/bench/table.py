@@ -1,8 +1,8 @@
-"""Markdown tables of bench results: one deployment (Kestra-style) and stock against ours."""
+"""Markdown tables of bench results: one deployment (Kestra-style), and stacks side by side."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
@@ -92,19 +92,35 @@ COMPARE_FIGURES: tuple[tuple[str, tuple[str, ...], str], ...] = (
 )
 
 
-def compare_table(
-    rates: Sequence[float], stock: dict[float, dict[str, Any]], ours: dict[float, dict[str, Any]]
-) -> str:
-    """Per rate and figure: stock, ours and stock/ours (above 1 means ours is faster for latencies)."""
+def baseline(stacks: Sequence[str]) -> str:
+    """The stack the others are measured against: "stock" when it ran, else the first one."""
+    return "stock" if "stock" in stacks else stacks[0]
+
+
+def compare_table(rates: Sequence[float], by_stack: Mapping[str, Mapping[float, dict[str, Any]]]) -> str:
+    """Per rate and figure: each stack's value, then base/other for every other stack (base is
+    "stock" when it ran; above 1 means the other stack is faster for latencies)."""
+    names = list(by_stack)
+    base = baseline(names)
+    others = [n for n in names if n != base]
     rows = []
     for rate in rates:
-        s, o = stock.get(rate), ours.get(rate)
-        rows.append([f"{rate:g}/s", "finished/sent", _counts(s), _counts(o), ""])
+        results = {n: by_stack[n].get(rate) for n in names}
+        rows.append(
+            [f"{rate:g}/s", "finished/sent", *(_counts(results[n]) for n in names), *([""] * len(others))]
+        )
         for label, path, kind in COMPARE_FIGURES:
-            sv, ov = _get(s, *path), _get(o, *path)
+            values = {n: _get(results[n], *path) for n in names}
             fmt = fmt_seconds if kind == "s" else fmt_rate
-            rows.append(["", label, fmt(sv), fmt(ov), fmt_ratio(sv, ov)])
-    return markdown(("rate", "figure", "stock", "ours", "stock/ours"), rows)
+            rows.append(
+                [
+                    "",
+                    label,
+                    *(fmt(values[n]) for n in names),
+                    *(fmt_ratio(values[base], values[o]) for o in others),
+                ]
+            )
+    return markdown(("rate", "figure", *names, *(f"{base}/{o}" for o in others)), rows)
 
 
 def _counts(result: dict[str, Any] | None) -> str:
@@ -131,14 +147,21 @@ def chain_table(results: Sequence[dict[str, Any]]) -> str:
         for r in results
     ]
     by_stack = {r["stack"]: r for r in results}
-    if "stock" in by_stack and "ours" in by_stack:
-        s, o = by_stack["stock"], by_stack["ours"]
-        rows.append(
-            [
-                "stock/ours",
-                "",
-                *(fmt_ratio(_get(s, "per_link", k), _get(o, "per_link", k)) for k in ("p50", "p90", "max")),
-                fmt_ratio(_get(s, "duration", "p50"), _get(o, "duration", "p50")),
-            ]
-        )
+    if len(by_stack) > 1:
+        base = baseline(list(by_stack))
+        b = by_stack[base]
+        for name, other in by_stack.items():
+            if name == base:
+                continue
+            rows.append(
+                [
+                    f"{base}/{name}",
+                    "",
+                    *(
+                        fmt_ratio(_get(b, "per_link", k), _get(other, "per_link", k))
+                        for k in ("p50", "p90", "max")
+                    ),
+                    fmt_ratio(_get(b, "duration", "p50"), _get(other, "duration", "p50")),
+                ]
+            )
     return markdown(CHAIN_HEADERS, rows)

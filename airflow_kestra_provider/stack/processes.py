@@ -57,6 +57,18 @@ class Supervisor:
         self.components.append(component)
         return component
 
+    def restart(self, name: str) -> Component:
+        """Start the exited component ``name`` again with the same command line (its log goes on)."""
+        old = next(c for c in self.components if c.name == name)
+        if old.alive():
+            raise RuntimeError(f"{name} is still running")
+        if old.process is not None:
+            _signal_group(old.process.pid, signal.SIGKILL)  # children it may have left behind
+        self.components.remove(old)
+        if old.log_file is not None:
+            old.log_file.close()
+        return self.start(name, old.argv)
+
     def dead(self) -> list[Component]:
         return [c for c in self.components if not c.alive()]
 

@@ -40,6 +40,7 @@ class AirflowStack:
         self.api_workers = api_workers
         self.env = stack_environment(config)
         self.supervisor = Supervisor(self.env, config.home / "logs" / "components")
+        self._restarts: dict[str, list[float]] = {}
 
     @property
     def password(self) -> str:
@@ -95,6 +96,26 @@ class AirflowStack:
         if dead:
             name = dead[0].name
             raise StackFailed(f"{name} exited; last lines of its log:\n{self.supervisor.log_tail(name)}")
+
+    def restart_dead(self, max_restarts: int = 5, window: float = 300.0) -> list[str]:
+        """Start every component that exited again, as a service manager would (Airflow's
+        scheduler, dag-processor and triggerer exit when the database goes away); returns their
+        names. A component that needs more than ``max_restarts`` restarts within ``window``
+        seconds raises StackFailed."""
+        now = time.monotonic()
+        restarted = []
+        for component in self.supervisor.dead():
+            recent = [t for t in self._restarts.get(component.name, []) if now - t < window]
+            if len(recent) >= max_restarts:
+                raise StackFailed(
+                    f"{component.name} exited {len(recent) + 1} times within {window:.0f}s; last lines of "
+                    f"its log:\n{self.supervisor.log_tail(component.name)}"
+                )
+            self._restarts[component.name] = [*recent, now]
+            log.warning("%s exited; starting it again", component.name)
+            self.supervisor.restart(component.name)
+            restarted.append(component.name)
+        return restarted
 
     def stop(self) -> None:
         self.supervisor.stop_all()

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from airflow_kestra_provider.queue.claims import NOTIFY_CHANNEL
+from airflow_kestra_provider.worker.failures import FailureLog
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,7 @@ class Listener:
         self.retry_interval = retry_interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="kestra-listen", daemon=True)
+        self._failures = FailureLog(log, "LISTEN connection")
 
     def start(self) -> None:
         self._thread.start()
@@ -35,7 +37,7 @@ class Listener:
             try:
                 self._listen()
             except Exception:
-                log.exception("LISTEN connection failed; retrying in %.2fs", self.retry_interval)
+                self._failures.failed(self.retry_interval)
                 self._stop.wait(self.retry_interval)
 
     def _listen(self) -> None:
@@ -51,6 +53,7 @@ class Listener:
             conn.autocommit = True
             with conn.cursor() as cursor:
                 cursor.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            self._failures.succeeded()
             self.on_notify()  # anything queued before LISTEN took effect is found by this poll
             while not self._stop.is_set():
                 readable, _, _ = select.select([conn], [], [], 1.0)

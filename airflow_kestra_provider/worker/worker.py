@@ -10,7 +10,7 @@ Poll loop::
     rows = claim(limit=min(poll_size, free))        # ONE statement, commits the claims
     rows -> build workload + hand to a runner, on the thread pool; wait for the batch
     rows? poll again at once : sleep the back-off step (woken early by wake() / NOTIFY)
-    database error? log, sleep max_poll_interval, poll again
+    database error? log (a streak once, see FailureLog), sleep max_poll_interval, poll again
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from airflow_kestra_provider import settings
 from airflow_kestra_provider.queue import claims
 from airflow_kestra_provider.queue.claims import ClaimedTask, TaskResult
 from airflow_kestra_provider.worker.backoff import Backoff
+from airflow_kestra_provider.worker.failures import FailureLog
 from airflow_kestra_provider.worker.runner_pool import Job, RunnerPool
 from airflow_kestra_provider.worker.wakeup import Listener
 from airflow_kestra_provider.worker.workloads import WorkloadBuilder
@@ -106,9 +107,14 @@ def require_postgres() -> None:
 
 
 def ensure_schema() -> None:
-    """Create the worker and claim tables if missing (idempotent; safe from many processes)."""
+    """Stop with a clear message when ``airflow db migrate`` has not created our tables yet."""
     with claims.session_scope() as session:
-        claims.ensure_schema(session)
+        present = claims.tables_present(session)
+    if not present:
+        raise settings.KestraConfigError(
+            "the KestraExecutor's tables (kestra_worker, kestra_task_claim) are missing from the "
+            "metadata database: run `airflow db migrate` (it creates them through KestraDBManager)"
+        )
 
 
 def executor_routing() -> tuple[list[str], bool]:
@@ -227,6 +233,7 @@ class KestraWorker:
             config.poll_switch_interval,
             config.switch_steps,
         )
+        failures = FailureLog(log, f"kestra worker {self.id}: poll")
         while not self._stopping.is_set():
             try:
                 free = self.pool.free_slots
@@ -238,11 +245,10 @@ class KestraWorker:
                 rows = self._claim(min(config.poll_size, free))
             except Exception:
                 self.stats.poll_errors += 1
-                log.exception(
-                    "kestra worker %s: poll failed; retrying in %.2fs", self.id, backoff.max_interval
-                )
+                failures.failed(backoff.error_interval())
                 self._stopping.wait(backoff.error_interval())
                 continue
+            failures.succeeded()
             now = time.monotonic()
             if rows:
                 backoff.busy(now)
@@ -297,6 +303,7 @@ class KestraWorker:
             self._pending.append(self._failed_starts.popleft())
 
     def _result_loop(self) -> None:
+        failures = FailureLog(log, f"kestra worker {self.id}: recording results")
         while not self._results_stop.is_set():
             try:
                 self._pending.extend(self.pool.collect(timeout=0.2))
@@ -308,19 +315,23 @@ class KestraWorker:
                 self.stats.finished += len(self._pending)
                 self._pending = []
                 self._wake.set()  # runners are free again
+                failures.succeeded()
             except Exception:
-                log.exception("kestra worker %s: recording %d results failed", self.id, len(self._pending))
+                # The results stay in _pending and are recorded by the next attempt.
+                failures.failed(self.config.max_poll_interval)
                 self._results_stop.wait(self.config.max_poll_interval)
 
     # -- heartbeat and reaping ------------------------------------------------------------
     def _heartbeat_loop(self) -> None:
         last_purge = 0.0
         connected_since: float | None = time.monotonic()
+        failures = FailureLog(log, f"kestra worker {self.id}: heartbeat")
         while not self._stopping.wait(self.config.heartbeat_interval):
             try:
                 with claims.session_scope() as session:
                     if not claims.heartbeat(session, self.id):
                         log.error("kestra worker %s was declared dead (no heartbeat for too long)", self.id)
+                failures.succeeded()
                 if connected_since is None:
                     connected_since = time.monotonic()
                 # Judge others only after a whole worker_timeout of working database access
@@ -342,4 +353,4 @@ class KestraWorker:
                     last_purge = time.monotonic()
             except Exception:
                 connected_since = None
-                log.exception("kestra worker %s: heartbeat failed", self.id)
+                failures.failed(self.config.heartbeat_interval)

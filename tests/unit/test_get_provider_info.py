@@ -39,3 +39,28 @@ def test_plugin_is_loaded_by_airflow():
     assert plugins_manager.get_import_errors() == {}
     apps, _ = plugins_manager.get_fastapi_plugins()
     assert any(app["url_prefix"] == "/kestra" for app in apps)
+
+
+def test_db_manager_is_discovered_and_valid():
+    from airflow.utils.db_manager import RunDBManager
+
+    from airflow_kestra_provider.models.db import KestraDBManager
+
+    manager = RunDBManager()
+    assert KestraDBManager in manager._managers
+    manager.validate()  # our tables are not Airflow's; env.py sets version_table
+    assert {
+        "kestra_worker",
+        "kestra_task_claim",
+        "alembic_version_kestra",
+    } <= manager.get_required_table_names()
+
+
+def test_migrations_end_at_the_head_the_manager_declares():
+    from alembic.script import ScriptDirectory
+
+    from airflow_kestra_provider import __version__
+    from airflow_kestra_provider.models.db import KestraDBManager
+
+    script = ScriptDirectory(KestraDBManager.migration_dir)
+    assert script.get_heads() == [KestraDBManager.revision_heads_map[__version__]]

@@ -56,7 +56,7 @@ def test_compare_bad_stacks(capsys, tmp_path):
     )
     assert code == 2
     assert err == [
-        "airflow kestra bench: error: --stacks takes a comma-separated subset of stock,ours, got 'stock,kestra'"
+        "airflow kestra bench: error: --stacks takes a comma-separated subset of stock,executor,ours, got 'stock,kestra'"
     ]
 
 
@@ -83,7 +83,7 @@ def test_scale_bad_dags(dags, needle, capsys):
         (["--schedule", "hourly"], "--schedule must be one of daily, assets, got 'hourly'"),
         (["--timeout", "0"], "--timeout must be > 0, got 0.0"),
         (["--schedule", "assets", "--duration", "-5"], "--duration must be > 0, got -5.0"),
-        (["--stacks", "stock,kestra"], "--stacks takes a comma-separated subset of stock,ours"),
+        (["--stacks", "stock,kestra"], "--stacks takes a comma-separated subset of stock,executor,ours"),
     ],
 )
 def test_scale_bad_options(extra, needle, capsys):
@@ -99,3 +99,17 @@ def test_scale_dag_sizes():
     assert parse_dag_counts("2000") == [2000]
     assert parse_dag_counts(" 2000, 10_000 ,100000") == [2000, 10000, 100000]
     assert parse_dag_counts(50) == [50]
+
+
+def test_three_stack_flavours():
+    from airflow_kestra_provider.bench.stacks import flavour
+    from airflow_kestra_provider.cli.bench_command import _stacks
+    from airflow_kestra_provider.cli.standalone_command import STANDALONE_SCHEDULER_ARGS
+    from airflow_kestra_provider.stack.environment import KESTRA_EXECUTOR
+
+    assert _stacks("stock,executor,ours") == ["stock", "executor", "ours"]
+    assert flavour("stock").executor == "LocalExecutor"
+    assert flavour("executor").executor == KESTRA_EXECUTOR
+    assert flavour("executor").scheduler_args == flavour("stock").scheduler_args == ("scheduler",)
+    assert flavour("ours").executor == KESTRA_EXECUTOR
+    assert flavour("ours").scheduler_args == tuple(STANDALONE_SCHEDULER_ARGS)

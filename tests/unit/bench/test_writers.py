@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import struct
 
-from airflow_kestra_provider.bench.plot import DPI, HEIGHT_IN, WIDTH_IN, latency_plot
-from airflow_kestra_provider.bench.table import compare_table, fmt_seconds, run_table
+from airflow_kestra_provider.bench.plot import COLOURS, DPI, HEIGHT_IN, WIDTH_IN, latency_figure, latency_plot
+from airflow_kestra_provider.bench.table import chain_table, compare_table, fmt_seconds, run_table
 
 
 def _result(rate, p50, p99, completed=10):
@@ -36,15 +36,95 @@ def test_run_table_rows():
 
 
 def test_compare_table_ratio():
-    text = compare_table([2], {2: _result(2, 2.0, 3.0)}, {2: _result(2, 0.5, 1.5)})
+    text = compare_table([2], {"stock": {2: _result(2, 2.0, 3.0)}, "ours": {2: _result(2, 0.5, 1.5)}})
+    assert text.splitlines()[0] == "| rate | figure | stock | ours | stock/ours |"
     assert "| 2/s | finished/sent | 10/10 | 10/10 |  |" in text
     assert "|  | latency p50 | 2.00 s | 500 ms | 4.00x |" in text
     assert "|  | latency p99 | 3.00 s | 1.50 s | 2.00x |" in text
 
 
+def test_compare_table_three_stacks():
+    text = compare_table(
+        [2, 5],
+        {
+            "stock": {2: _result(2, 2.0, 3.0), 5: _result(5, 60.0, 70.0, completed=4)},
+            "executor": {2: _result(2, 1.0, 1.5), 5: {"rate": 5, "skipped": "backlog at 2/s"}},
+            "ours": {2: _result(2, 0.5, 0.6), 5: _result(5, 0.3, 1.4)},
+        },
+    )
+    lines = text.splitlines()
+    assert lines[0] == "| rate | figure | stock | executor | ours | stock/executor | stock/ours |"
+    assert all(line.count("|") == lines[0].count("|") for line in lines)
+    assert "|  | latency p50 | 2.00 s | 1.00 s | 500 ms | 2.00x | 4.00x |" in lines
+    assert "|  | latency p99 | 3.00 s | 1.50 s | 600 ms | 2.00x | 5.00x |" in lines
+    assert "| 5/s | finished/sent | 4/10 | skipped (backlog at 2/s) | 10/10 |  |  |" in lines
+    assert "|  | latency p50 | 60.00 s | - | 300 ms | - | 200.00x |" in lines
+
+
+def test_compare_table_without_stock_uses_the_first_stack():
+    text = compare_table([2], {"executor": {2: _result(2, 1.0, 2.0)}, "ours": {2: _result(2, 0.5, 0.5)}})
+    assert text.splitlines()[0] == "| rate | figure | executor | ours | executor/ours |"
+    assert "|  | latency p50 | 1.00 s | 500 ms | 2.00x |" in text
+
+
+def _chain(stack, p50, duration):
+    return {
+        "stack": stack,
+        "runs": 5,
+        "completed": 5,
+        "per_link": {"p50": p50, "p90": p50 * 2, "max": p50 * 3},
+        "duration": {"p50": duration},
+    }
+
+
+def test_chain_table_three_stacks():
+    text = chain_table([_chain("stock", 1.0, 10.0), _chain("executor", 0.5, 5.0), _chain("ours", 0.2, 2.0)])
+    lines = text.splitlines()
+    assert [line.split(" | ")[0] for line in lines[2:]] == [
+        "| stock",
+        "| executor",
+        "| ours",
+        "| stock/executor",
+        "| stock/ours",
+    ]
+    assert lines[5] == "| stock/executor |  | 2.00x | 2.00x | 2.00x | 2.00x |"
+    assert lines[6] == "| stock/ours |  | 5.00x | 5.00x | 5.00x | 5.00x |"
+
+
+def test_chain_table_one_stack_has_no_ratio():
+    lines = chain_table([_chain("executor", 0.5, 5.0)]).splitlines()
+    assert len(lines) == 3
+
+
+def test_latency_figure_one_p50_and_one_p99_line_per_stack():
+    series = {
+        "stock": [_result(2, 1.9, 2.9), _result(5, 69, 77)],
+        "executor": [_result(2, 0.9, 1.2), _result(5, 1.1, 3.0)],
+        "ours": [_result(2, 0.3, 0.6), {"rate": 5, "skipped": "backlog at 2/s"}],
+    }
+    lines = latency_figure(series).axes[0].get_lines()
+    assert [line.get_label() for line in lines] == [
+        "stock p50",
+        "stock p99",
+        "executor p50",
+        "executor p99",
+        "ours p50",
+        "ours p99",
+    ]
+    assert list(lines[2].get_ydata()) == [0.9, 1.1]
+    assert list(lines[5].get_ydata()) == [0.6]  # the skipped rate is not drawn
+    colours = {line.get_label().split()[0]: line.get_color() for line in lines}
+    assert colours == COLOURS
+    assert len(set(colours.values())) == 3
+
+
 def test_latency_plot_png(tmp_path):
     path = latency_plot(
-        {"stock": [_result(2, 1.9, 2.9), _result(5, 69, 77)], "ours": [_result(2, 0.3, 0.6)]},
+        {
+            "stock": [_result(2, 1.9, 2.9), _result(5, 69, 77)],
+            "executor": [_result(2, 0.9, 1.2)],
+            "ours": [_result(2, 0.3, 0.6)],
+        },
         tmp_path / "out" / "latency.png",
     )
     data = path.read_bytes()

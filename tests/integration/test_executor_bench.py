@@ -1,0 +1,56 @@
+"""The "executor" bench stack end to end: ``bench chain --stacks stock,executor`` starts a stock
+stack and a KestraExecutor-under-``airflow scheduler`` stack, and reports both with their ratio.
+
+Its databases go on the session's embedded PostgreSQL (``--postgres-url``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from airflow_kestra_provider.stack.environment import KESTRA_EXECUTOR
+from airflow_kestra_provider.stack.processes import airflow_argv
+
+pytestmark = pytest.mark.integration
+
+
+def test_chain_with_the_executor_stack(embedded_postgres, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
+    env["AIRFLOW_HOME"] = str(tmp_path / "invoker-home")
+    out = tmp_path / "out"
+    result = subprocess.run(
+        airflow_argv(
+            "kestra",
+            "bench",
+            "chain",
+            "--stacks",
+            "stock,executor",
+            "--length",
+            "3",
+            "--runs",
+            "2",
+            "--out",
+            str(out),
+            "--work-dir",
+            str(tmp_path / "work"),
+            "--postgres-url",
+            embedded_postgres.sqlalchemy_url(),
+        ),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((out / "chain.json").read_text())
+    assert [r["stack"] for r in report["results"]] == ["stock", "executor"]
+    for row in report["results"]:
+        assert (row["completed"], row["succeeded"]) == (2, 2), row
+        assert row["per_link"]["p50"] > 0
+    lines = (out / "chain.md").read_text().splitlines()
+    assert [line.split(" | ")[0] for line in lines[4:]] == ["| stock", "| executor", "| stock/executor"]
+    assert "starting the executor stack (" + KESTRA_EXECUTOR + ", `airflow scheduler`)" in result.stderr
