@@ -89,13 +89,16 @@ def tree_seconds(root: psutil.Process) -> CpuTimes:
     return CpuTimes(total, count, own)
 
 
-def find_components(airflow_home: str | os.PathLike[str], user: str | None = None) -> dict[str, int]:
+def find_components(
+    airflow_home: str | os.PathLike[str], user: str | None = None, api_port: int | None = None
+) -> dict[str, int]:
     """Root pid of every Airflow component whose ``AIRFLOW_HOME`` is ``airflow_home``.
 
     A root is a matching process whose parent does not match the same component (so the
     api-server's uvicorn workers and the scheduler's runners belong to their parent). The
-    ``standalone`` supervisor itself is not a component (its children are). A process that
-    overwrote its environment with its title (the api-server) takes its parent's AIRFLOW_HOME.
+    ``standalone`` supervisor itself is not a component (its children are). The api-server
+    overwrites its environment with its title (``airflow api_server -- host:H port:P``): it
+    matches when that title names ``api_port``, else by the AIRFLOW_HOME of a child or parent.
     """
     home = str(Path(airflow_home).expanduser().resolve())
     me = user if user is not None else psutil.Process().username()
@@ -110,9 +113,15 @@ def find_components(airflow_home: str | os.PathLike[str], user: str | None = Non
         candidates[info["pid"]] = (name, info["ppid"], _airflow_home(proc))
     matches: dict[int, str] = {}
     for pid, (name, ppid, env_home) in candidates.items():
+        if name == "standalone":
+            continue
+        if env_home is None and api_port is not None and name == "api-server":
+            title = " ".join(_cmdline(pid))
+            if f"port:{api_port}" in title.split():
+                env_home = home
         if env_home is None:
-            env_home = _airflow_home(_process(ppid))
-        if env_home == home and name != "standalone":
+            env_home = _home_of_relatives(pid, ppid)
+        if env_home == home:
             matches[pid] = name
     roots: dict[str, int] = {}
     for pid, name in sorted(matches.items()):
@@ -129,6 +138,25 @@ def _process(pid: int) -> psutil.Process | None:
         return psutil.Process(pid)
     except psutil.NoSuchProcess:
         return None
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return psutil.Process(pid).cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return []
+
+
+def _home_of_relatives(pid: int, ppid: int) -> str | None:
+    """AIRFLOW_HOME of the first child that has one (uvicorn workers), else of the parent."""
+    proc = _process(pid)
+    if proc is not None:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            for child in proc.children():
+                home = _airflow_home(child)
+                if home is not None:
+                    return home
+    return _airflow_home(_process(ppid))
 
 
 def _airflow_home(proc: psutil.Process | None) -> str | None:

@@ -121,6 +121,8 @@ def bench_run(args: argparse.Namespace) -> None:
 
 def _cpu_probe(target: Any) -> Any:
     """Find the deployment's component processes (this AIRFLOW_HOME) and its PostgreSQL server."""
+    from urllib.parse import urlsplit
+
     from airflow.configuration import AIRFLOW_HOME
 
     from airflow_kestra_provider.bench.cpu import (
@@ -131,7 +133,7 @@ def _cpu_probe(target: Any) -> Any:
         postgres_postmaster,
     )
 
-    roots = find_components(AIRFLOW_HOME)
+    roots = find_components(AIRFLOW_HOME, api_port=urlsplit(target.endpoints.api_url).port)
     if not roots:
         raise BenchUsageError(
             f"--cpu: no Airflow component process with AIRFLOW_HOME={AIRFLOW_HOME} runs as this user"
