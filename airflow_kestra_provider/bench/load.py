@@ -95,10 +95,13 @@ def run_load(
     collector_factory: Callable[[str], RunCollector],
     progress: ProgressBar | None = None,
     poll_interval: float = POLL_INTERVAL,
+    cpu_probe: Callable[[], dict[str, float]] | None = None,
 ) -> RateResult:
     """Send ``warmup + duration`` seconds of runs at ``spec.rate``; wait (bounded) for the measured ones.
 
     ``trigger(run_id)`` creates one dag run; the collector reads all runs of the step at once.
+    With ``cpu_probe`` (component -> CPU seconds), the step's CPU time per component divided by
+    every finished run of the step (warm-up included) is added to the result as ``cpu``.
     """
     prefix = new_prefix(spec.rate)
     collector = collector_factory(prefix)
@@ -107,6 +110,8 @@ def run_load(
     sender = OpenLoopSender(spec.rate, total, lambda i: trigger(run_ids[i]))
     sending = threading.Thread(target=sender.run, name="bench-sender", daemon=True)
     bar = progress or ProgressBar(f"{spec.rate:g} runs/s", quiet=True)
+    cpu_before = cpu_probe() if cpu_probe is not None else None
+    started = time.monotonic()
     sending.start()
     runs: dict[str, RunRecord] = {}
     drain_deadline: float | None = None
@@ -132,6 +137,11 @@ def run_load(
         raise
     sending.join()
     result = compute_result(spec, sender, runs, run_ids)
+    if cpu_probe is not None and cpu_before is not None:
+        from airflow_kestra_provider.bench.cpu import cpu_per_run
+
+        finished_all = sum(1 for r in runs.values() if r.finished)
+        result.extra["cpu"] = cpu_per_run(cpu_before, cpu_probe(), finished_all, time.monotonic() - started)
     notes = [] if result.drained else ["wait timed out"]
     if result.max_send_lag is not None and result.max_send_lag > max(0.5, 2 / spec.rate):
         notes.append(f"sends fell behind schedule by up to {result.max_send_lag:.1f} s: the API was slow")

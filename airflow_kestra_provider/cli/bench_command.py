@@ -87,6 +87,7 @@ def bench_run(args: argparse.Namespace) -> None:
     results: list[dict[str, Any]] = []
     try:
         target.check()
+        cpu_probe = _cpu_probe(target) if getattr(args, "cpu", False) else None
         _log(
             f"bench {args.dag} at {endpoints.api_url}: rates {', '.join(f'{r:g}' for r in rates)}/s, "
             f"{duration:g} s each after {warmup:g} s warm-up"
@@ -97,7 +98,13 @@ def bench_run(args: argparse.Namespace) -> None:
                 results.append({"rate": rate, "skipped": f"backlog at {saturated_at:g}/s"})
                 continue
             spec = LoadSpec(args.dag, rate, duration, warmup, drain)
-            result = run_load(spec, target.trigger, target.collector, ProgressBar(f"{rate:g} runs/s"))
+            result = run_load(
+                spec,
+                target.trigger,
+                target.collector,
+                ProgressBar(f"{rate:g} runs/s"),
+                cpu_probe=None if cpu_probe is None else cpu_probe.sample,
+            )
             if result.sent == 0:
                 raise BenchUsageError(f"no run could be triggered: {result.first_error}")
             results.append(result.to_dict())
@@ -109,6 +116,41 @@ def bench_run(args: argparse.Namespace) -> None:
         print(json.dumps({"dag_id": args.dag, "api_url": endpoints.api_url, "results": results}, indent=2))
     else:
         print(run_table(results), end="")
+        _print_cpu(results)
+
+
+def _cpu_probe(target: Any) -> Any:
+    """Find the deployment's component processes (this AIRFLOW_HOME) and its PostgreSQL server."""
+    from urllib.parse import urlsplit
+
+    from airflow.configuration import AIRFLOW_HOME
+
+    from airflow_kestra_provider.bench.cpu import (
+        POSTGRES,
+        CpuProbe,
+        describe,
+        find_components,
+        postgres_postmaster,
+    )
+
+    roots = find_components(AIRFLOW_HOME, api_port=urlsplit(target.endpoints.api_url).port)
+    if not roots:
+        raise BenchUsageError(
+            f"--cpu: no Airflow component process with AIRFLOW_HOME={AIRFLOW_HOME} runs as this user"
+        )
+    postmaster = postgres_postmaster(target.engine)
+    if postmaster is not None:
+        roots[POSTGRES] = postmaster
+    _log(f"--cpu: sampling {describe(roots)}" + ("" if postmaster else " (database not on this machine)"))
+    return CpuProbe(roots)
+
+
+def _print_cpu(results: list[dict[str, Any]]) -> None:
+    from airflow_kestra_provider.bench.cpu import cpu_table
+
+    for result in results:
+        if "cpu" in result:
+            print(f"\n{result['rate']:g} runs/s, {cpu_table(result['cpu'])}", end="")
 
 
 @_one_line_errors

@@ -64,6 +64,12 @@ ARG_BENCH_DRAIN = Arg(
     help="Seconds to wait for runs after the last send; unfinished runs count as not completed (default 120)",
 )
 ARG_BENCH_JSON = Arg(("--json",), action="store_true", help="Print results as JSON")
+ARG_BENCH_CPU = Arg(
+    ("--cpu",),
+    action="store_true",
+    help="Also measure CPU-seconds per run of each component (processes with this AIRFLOW_HOME, "
+    "and the PostgreSQL server if it runs on this machine)",
+)
 ARG_BENCH_API_URL = Arg(
     ("--api-url",),
     help="Airflow API base URL (default: $AIRFLOW_KESTRA_BENCH_API_URL, then the api base_url option)",
@@ -154,6 +160,7 @@ BENCH_COMMANDS = (
             ARG_BENCH_WARMUP,
             ARG_BENCH_DRAIN,
             ARG_BENCH_JSON,
+            ARG_BENCH_CPU,
             ARG_BENCH_API_URL,
             ARG_BENCH_USERNAME,
             ARG_BENCH_PASSWORD,

@@ -56,6 +56,23 @@ def test_every_run_is_counted(stack):
     assert "finished" in result.stderr  # the progress bar went to stderr
 
 
+def test_cpu_per_component(stack):
+    """--cpu finds every component of the stack by its AIRFLOW_HOME and the database's server."""
+    result = _bench(stack, "--rate", "2", "--duration", "5", "--warmup", "0", "--json", "--cpu")
+    assert result.returncode == 0, result.stderr[-3000:]
+    [step] = json.loads(result.stdout)["results"]
+    cpu = step["cpu"]
+    assert cpu["runs"] == step["completed"] == 10
+    rows = {row["component"]: row for row in cpu["components"]}
+    assert set(rows) == {"api-server", "scheduler", "dag-processor", "triggerer", "postgres"}
+    for name in ("api-server", "scheduler", "postgres"):  # these did work for every run
+        assert rows[name]["cpu_seconds"] > 0, name
+        assert rows[name]["per_run"] == pytest.approx(rows[name]["cpu_seconds"] / 10)
+    assert 0 < rows["scheduler"]["own_seconds"] <= rows["scheduler"]["cpu_seconds"]
+    assert cpu["total"]["cpu_seconds"] == pytest.approx(sum(row["cpu_seconds"] for row in rows.values()))
+    assert "--cpu: sampling api-server, dag-processor, postgres, scheduler, triggerer" in result.stderr
+
+
 def test_unknown_dag_id(stack):
     result = _bench(stack, "--dag", "no_such_dag", "--rate", "2", "--duration", "1", timeout=120)
     assert result.returncode == 2

@@ -86,3 +86,51 @@ def test_scrub_environment_removes_credentials_only():
     removed = scrub_environment(environ)
     assert sorted(environ) == ["AIRFLOW_HOME", "PATH"]
     assert len(removed) == 4
+
+
+PARSE_AFTER_PRELOAD = """
+import os, runpy, sys
+from airflow_kestra_provider.worker.runner_pool import preload
+if sys.argv[2] == "preload":
+    preload()
+read, write = os.pipe()
+pid = os.fork()
+if pid == 0:  # like a task process: forked, then parses its DAG file
+    before = set(sys.modules)
+    runpy.run_path(sys.argv[1])
+    os.write(write, "\\n".join(sorted(set(sys.modules) - before)).encode())
+    os._exit(0)
+os.close(write)
+chunks = []
+while chunk := os.read(read, 65536):
+    chunks.append(chunk)
+_, status = os.waitpid(pid, 0)
+print(b"".join(chunks).decode())
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def _imported_by_dag_parse(mode: str) -> set[str]:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    dag_file = Path(__file__).resolve().parents[3] / "dags_examples" / "kestra_bench_noop.py"
+    out = subprocess.run(
+        [sys.executable, "-c", PARSE_AFTER_PRELOAD, str(dag_file), mode],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    return {line for line in out.splitlines() if line and not line.startswith("<")}
+
+
+def test_preload_leaves_a_forked_task_nothing_to_import_for_a_taskflow_dag():
+    """Without the preload a forked child imports the SDK's decorators and the standard provider
+    (dozens of modules) to parse the no-op DAG; after it, none of them."""
+    cold = _imported_by_dag_parse("cold")
+    assert "airflow.sdk.definitions.decorators" in cold
+    assert any(m.startswith("airflow.providers.standard") for m in cold)
+    warm = _imported_by_dag_parse("preload")
+    assert not [m for m in warm if m.startswith(("airflow", "pydantic", "packaging", "jinja2"))], warm
