@@ -1,6 +1,6 @@
 """Write one DAG file that defines N ``@daily`` DAGs, all due as soon as they are parsed.
 
-Used by the scheduler's integration test and by :mod:`.side_by_side` (the measurement).
+Used by the scheduler's integration test.
 """
 
 from __future__ import annotations
