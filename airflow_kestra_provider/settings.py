@@ -189,8 +189,9 @@ OPTIONS: tuple[Option, ...] = (
         "scheduler_loop_budget",
         "float",
         "1.0",
-        "Seconds the Kestra scheduler may spend creating dag runs in one loop before it turns "
-        "to running dag runs again.",
+        "Seconds the Kestra scheduler may spend in one loop on each of its three dag run steps: "
+        "creating due runs, starting queued runs and examining running runs. Each step still "
+        "does at least one batch, and examining always takes the runs a finished task is waiting on first.",
         "2.0",
         0.01,
         600,

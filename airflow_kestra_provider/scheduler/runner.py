@@ -22,7 +22,9 @@ and overrides only small methods:
   Within a batch, plain DAGs get their runs from :mod:`.bulk_runs` (one INSERT for the runs, one
   for their task instances); the others go to the stock ``_create_dag_runs``.
 * ``_start_queued_dagruns`` and ``_schedule_all_dag_runs``: after a full stock batch
-  (``max_dagruns_per_loop_to_schedule``), take the next one until the loop budget is spent.
+  (``max_dagruns_per_loop_to_schedule``), take the next one until the step's own loop budget is
+  spent; examining alternates the stock order with runs a finished task instance is waiting on
+  (:mod:`.running_runs`), so finishing runs are never starved by bulk creation.
 * ``_run_scheduler_loop``: only opens the LISTEN connection around the stock loop.
 """
 
@@ -35,7 +37,7 @@ from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
 from airflow.models.dagrun import DagRun
 
 from airflow_kestra_provider import settings
-from airflow_kestra_provider.scheduler import bulk_runs, due_dags, notify
+from airflow_kestra_provider.scheduler import bulk_runs, due_dags, notify, running_runs
 from airflow_kestra_provider.scheduler.batching import take_in_batches
 from airflow_kestra_provider.scheduler.dag_cache import KestraDagCache
 from airflow_kestra_provider.scheduler.work import LoopWork
@@ -93,7 +95,6 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         self._loop = LoopWork()
         self.dag_runs_created_total = 0
         self.dag_runs_created_in_bulk = 0
-        self._examine_deadline = 0.0
         self._stats = {"loops": 0, "busy_loops": 0}
         self._stats_logged_at = time.monotonic()
 
@@ -254,37 +255,54 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
     # -- starting and examining dag runs -------------------------------------------------------
     def _start_queued_dagruns(self, session: Session) -> None:
         """The stock method starts at most ``max_dagruns_per_loop_to_schedule`` queued runs; call
-        it again while it started a full batch and the loop budget lasts (the budget is shared
-        with examining running runs, see ``_schedule_all_dag_runs``)."""
-        self._examine_deadline = time.monotonic() + self._loop_budget
+        it again while it started a full batch and this step's loop budget lasts."""
+        deadline = time.monotonic() + self._loop_budget
         while True:
             probe = LoopWork()  # counts the runs this call moved to RUNNING
             with probe.watching(session):
                 super()._start_queued_dagruns(session)
                 session.flush()
-            if (
-                probe.dag_runs_changed < DagRun.DEFAULT_DAGRUNS_TO_EXAMINE
-                or time.monotonic() >= self._examine_deadline
-            ):
+            if probe.dag_runs_changed < DagRun.DEFAULT_DAGRUNS_TO_EXAMINE or time.monotonic() >= deadline:
                 return
 
     def _schedule_all_dag_runs(
         self, guard: CommitProhibitorGuard, dag_runs: Iterable[DagRun], session: Session
     ) -> list[tuple[DagRun, DagCallbackRequest | None]]:
-        """The stock loop examines at most ``max_dagruns_per_loop_to_schedule`` running runs; after
-        that batch, take the next batches (same locking query, oldest decision first, a run at most
-        once per loop) until none is left or the loop budget is spent."""
+        """The stock loop examines one batch of ``max_dagruns_per_loop_to_schedule`` running runs,
+        never-examined first. With its own loop budget, this step then alternates two batches
+        until both are empty or the budget is spent (at least one round), each run at most once
+        per loop:
+
+        * runs with a task instance that ended since their last decision
+          (:mod:`.running_runs`), so finishing runs are not starved by the never-examined runs
+          that bulk creation keeps starting;
+        * the stock query's next batch (while the previous one was full).
+        """
+        deadline = time.monotonic() + self._loop_budget
+        size = DagRun.DEFAULT_DAGRUNS_TO_EXAMINE
         batch = list(dag_runs)
         seen = {run.id for run in batch}  # before the stock commit expires the objects
         callbacks = super()._schedule_all_dag_runs(guard, batch, session)
-        while len(batch) >= DagRun.DEFAULT_DAGRUNS_TO_EXAMINE and time.monotonic() < self._examine_deadline:
-            batch = [r for r in DagRun.get_running_dag_runs_to_examine(session=session) if r.id not in seen]
-            if not batch:
-                break
-            seen.update(run.id for run in batch)
-            self._stamp_team_names(batch, session)
-            callbacks += super()._schedule_all_dag_runs(guard, batch, session)
-        return callbacks
+        stock_left = len(batch) >= size
+        while True:  # at least one batch of ended runs per loop, whatever the budget
+            ended = running_runs.lock_runs_with_ended_tis(session, size, exclude=seen)
+            callbacks += self._examine(guard, ended, seen, session)
+            if stock_left:
+                fetched = list(DagRun.get_running_dag_runs_to_examine(session=session))
+                fresh = [run for run in fetched if run.id not in seen]
+                stock_left = len(fetched) >= size and bool(fresh)
+                callbacks += self._examine(guard, fresh, seen, session)
+            if (not ended and not stock_left) or time.monotonic() >= deadline:
+                return callbacks
+
+    def _examine(
+        self, guard: CommitProhibitorGuard, batch: list[DagRun], seen: set[int], session: Session
+    ) -> list[tuple[DagRun, DagCallbackRequest | None]]:
+        if not batch:
+            return []
+        seen.update(run.id for run in batch)
+        self._stamp_team_names(batch, session)
+        return super()._schedule_all_dag_runs(guard, batch, session)
 
     def _create_asset_runs(self, dag_models: list[DagModel], session: Session) -> None:
         self._create_dag_runs_asset_triggered(dag_models=dag_models, session=session)

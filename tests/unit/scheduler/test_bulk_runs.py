@@ -263,3 +263,52 @@ def test_starting_and_examining_runs_is_not_capped_at_one_batch_per_loop(runner,
         examined = [run.id for run, _ in callbacks]
         assert len(examined) == len(set(examined))  # each run at most once per loop
         assert mine <= set(examined)
+
+
+def test_runs_a_finished_task_waits_on_are_examined_before_never_examined_ones(runner, session):
+    """While bulk creation keeps starting never-examined runs (the stock examine order puts them
+    first), a run whose task ended since its last decision is still finished in the same loop,
+    even with no loop budget left."""
+    from airflow.models.dag import DagModel
+    from airflow.models.dagrun import DagRun
+    from airflow.models.taskinstance import TaskInstance
+    from sqlalchemy import func, select, update
+
+    count = 45
+    models = [_register(session, _plain_dag(f"bulk_fair_{i:02d}")) for i in range(count)]
+    for model in models:
+        _reset_next_run(runner, session, model)
+    runner._bulk_create = True
+    runner._loop_budget = 0.0  # each step does one batch per call
+    with prohibit_commit(session) as guard:
+        runner._create_timed_runs([session.get(DagModel, m.dag_id) for m in models], guard, session)
+        for _ in range(3):
+            runner._start_queued_dagruns(session)
+        guard.commit()
+        assert (
+            session.scalar(
+                select(func.count()).where(
+                    DagRun.state == "running", DagRun.dag_id.like("bulk\\_fair\\_%", escape="\\")
+                )
+            )
+            == count
+        )
+        # One run was examined earlier; since then all its tasks ended.
+        done = session.scalars(select(DagRun).where(DagRun.dag_id == "bulk_fair_44")).one()
+        decided = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=1)
+        done.last_scheduling_decision = decided
+        session.execute(
+            update(TaskInstance)
+            .where(TaskInstance.dag_id == "bulk_fair_44")
+            .values(state="success", start_date=decided, end_date=decided + datetime.timedelta(seconds=1))
+        )
+        guard.commit()
+        done_id = done.id
+
+        first = list(DagRun.get_running_dag_runs_to_examine(session=session))
+        assert done_id not in {run.id for run in first}  # the stock order reaches it last
+        callbacks = runner._schedule_all_dag_runs(guard, first, session)
+        examined = [run.id for run, _ in callbacks]
+        assert done_id in examined
+        assert len(examined) == len(set(examined))
+    assert session.get(DagRun, done_id).state == "success"

@@ -1,0 +1,52 @@
+"""Find running dag runs that a finished task instance is waiting on.
+
+Airflow examines running dag runs never-examined first, then longest-unexamined first
+(``DagRun.get_running_dag_runs_to_examine``). While many DAGs are due, every loop starts
+new runs that are never examined yet, so a run whose tasks are all done waits behind them until
+run creation is over. This query picks, oldest decision first, the running runs with a task
+instance that ended after the run's last scheduling decision: exactly the runs whose
+examination now moves them on (a downstream task to schedule, or a terminal state to set).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import TYPE_CHECKING
+
+from airflow.models.dag import DagModel
+from airflow.models.dagrun import DagRun
+from airflow.models.taskinstance import TaskInstance
+from airflow.utils.sqlalchemy import with_row_locks
+from airflow.utils.state import DagRunState
+from sqlalchemy import exists, func, select
+from sqlalchemy.sql import expression
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+
+def lock_runs_with_ended_tis(session: Session, limit: int, exclude: Collection[int] = ()) -> list[DagRun]:
+    """Lock up to ``limit`` running dag runs (skipping rows another scheduler holds) that have a task
+    instance whose ``end_date`` is after the run's ``last_scheduling_decision``; one query."""
+    ended_since_decision = exists().where(
+        TaskInstance.dag_id == DagRun.dag_id,
+        TaskInstance.run_id == DagRun.run_id,
+        TaskInstance.end_date > DagRun.last_scheduling_decision,
+    )
+    query = (
+        select(DagRun)
+        .join(DagModel, DagModel.dag_id == DagRun.dag_id)
+        .where(
+            DagRun.state == DagRunState.RUNNING,
+            DagRun.last_scheduling_decision.is_not(None),
+            DagRun.run_after <= func.now(),
+            DagModel.is_paused == expression.false(),
+            DagModel.is_stale == expression.false(),
+            ended_since_decision,
+        )
+        .order_by(DagRun.last_scheduling_decision)
+        .limit(limit)
+    )
+    if exclude:
+        query = query.where(DagRun.id.not_in(list(exclude)))
+    return list(session.scalars(with_row_locks(query, of=DagRun, session=session, skip_locked=True)).unique())
