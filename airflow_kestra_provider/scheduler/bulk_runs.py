@@ -42,13 +42,14 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import structlog
-from airflow.models.dag_version import DagVersion
 from airflow.models.dagrun import DagRun
 from airflow.models.taskinstance import TaskInstance
 from airflow.models.tasklog import LogTemplate
 from airflow.utils.state import DagRunState
 from airflow.utils.types import DagRunTriggeredByType, DagRunType
 from sqlalchemy import func, select, tuple_
+
+from airflow_kestra_provider.scheduler.dag_cache import newest_versions
 
 if TYPE_CHECKING:
     from airflow.models.dag import DagModel
@@ -66,26 +67,6 @@ class Split:
 
     bulk: list[tuple[DagModel, SerializedDAG, UUID]] = field(default_factory=list)
     stock: list[DagModel] = field(default_factory=list)
-
-
-def latest_version_ids(dag_ids: Iterable[str], session: Session) -> dict[str, UUID]:
-    """The id of each DAG's newest ``dag_version`` (the row ``create_dagrun`` uses), one query."""
-    ids = list(dict.fromkeys(dag_ids))
-    if not ids:
-        return {}
-    newest = (
-        select(DagVersion.dag_id, func.max(DagVersion.version_number).label("number"))
-        .where(DagVersion.dag_id.in_(ids))
-        .group_by(DagVersion.dag_id)
-        .subquery()
-    )
-    rows = session.execute(
-        select(DagVersion.dag_id, DagVersion.id).join(
-            newest,
-            (DagVersion.dag_id == newest.c.dag_id) & (DagVersion.version_number == newest.c.number),
-        )
-    )
-    return {dag_id: version_id for dag_id, version_id in rows}
 
 
 def mutation_hook_is_noop() -> bool:
@@ -118,7 +99,10 @@ def split(
     if not mutation_hook_is_noop():
         result.stock = models
         return result
-    latest = latest_version_ids((m.dag_id for m in models), session)
+    latest = {
+        dag_id: newest.dag_version_id
+        for dag_id, newest in newest_versions((m.dag_id for m in models), session).items()
+    }
     candidates: list[tuple[DagModel, SerializedDAG, UUID]] = []
     for model in models:
         dag, version_id = dags.get(model.dag_id, (None, None))

@@ -10,6 +10,13 @@ latest version id and hash of each, no blob), deserialize only what is not cache
 query for all misses), and store the result in the same version-keyed LRU the run-scheduling
 path uses. A new DAG version has a new id (or a new hash), so it is a miss and gets loaded;
 nothing else needs invalidating.
+
+Runs resolve their DAG through ``get_dag_for_run``. A run without a bundle version (every run of
+a local DAG folder) always uses the DAG's newest ``dag_version``, which the stock code looks up
+with one query per run, each time a run is started or examined. Here the first such lookup of a
+scheduling step asks, in one query, for the newest version of every DAG with a run loaded in the
+session (the step's batch), and the step's other runs reuse the answer until
+:meth:`KestraDagCache.forget_run_versions` (called by the scheduler before each batch).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from uuid import UUID
 
 from airflow.models.dag_version import DagVersion
 from airflow.models.dagbag import CachedDBDagBag
+from airflow.models.dagrun import DagRun
 from airflow.models.serialized_dag import SerializedDagModel
 from sqlalchemy import func, select
 
@@ -30,6 +38,34 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
+
+
+class NewestVersion(NamedTuple):
+    dag_version_id: UUID
+    dag_hash: str | None  # None: the version has no serialized DAG (yet)
+
+
+def newest_versions(dag_ids: Iterable[str], session: Session) -> dict[str, NewestVersion]:
+    """Each DAG's newest ``dag_version`` (highest ``version_number``: the row ``create_dagrun``
+    and ``DagVersion.get_latest_version`` pick) with its serialized DAG's hash, one query."""
+    ids = list(dict.fromkeys(dag_ids))
+    if not ids:
+        return {}
+    newest = (
+        select(DagVersion.dag_id, func.max(DagVersion.version_number).label("number"))
+        .where(DagVersion.dag_id.in_(ids))
+        .group_by(DagVersion.dag_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(DagVersion.dag_id, DagVersion.id, SerializedDagModel.dag_hash)
+        .join(
+            newest,
+            (DagVersion.dag_id == newest.c.dag_id) & (DagVersion.version_number == newest.c.number),
+        )
+        .outerjoin(SerializedDagModel, SerializedDagModel.dag_version_id == DagVersion.id)
+    )
+    return {dag_id: NewestVersion(version_id, dag_hash) for dag_id, version_id, dag_hash in rows}
 
 
 class LatestVersion(NamedTuple):
@@ -46,6 +82,7 @@ class KestraDagCache(CachedDBDagBag):
         )
         self.hits = 0
         self.misses = 0
+        self._run_versions: dict[str, UUID | None] = {}  # dag_id -> newest version id, this batch
 
     def _on_cache_hit(self) -> None:
         self.hits += 1
@@ -113,6 +150,59 @@ class KestraDagCache(CachedDBDagBag):
                 if dag is not None:
                     found[row.dag_id] = (dag, row.dag_version_id)
         return found
+
+    def forget_run_versions(self) -> None:
+        """Drop the newest-version answers of the previous batch (see the module docstring)."""
+        self._run_versions = {}
+
+    def newest_version_id(self, dag_id: str, session: Session) -> UUID | None:
+        """The DAG's newest ``dag_version`` id (as ``DagVersion.get_latest_version``); the first
+        call of a batch answers every DAG with a run loaded in ``session`` in one query."""
+        if dag_id not in self._run_versions:
+            loaded = {obj.dag_id for obj in list(session.identity_map.values()) if isinstance(obj, DagRun)}
+            wanted = (loaded | {dag_id}) - self._run_versions.keys()
+            newest = newest_versions(wanted, session)
+            self._revalidate(newest.values())
+            self._run_versions.update(
+                {
+                    wanted_id: newest[wanted_id].dag_version_id if wanted_id in newest else None
+                    for wanted_id in wanted
+                }
+            )
+        return self._run_versions[dag_id]
+
+    def _version_for_run(self, dag_run: DagRun, session: Session) -> UUID | None:
+        """Same answer as the stock ``_version_from_dag_run``, one query per batch."""
+        if dag_run.bundle_version and dag_run.created_dag_version_id:
+            return dag_run.created_dag_version_id
+        return self.newest_version_id(dag_run.dag_id, session) or dag_run.created_dag_version_id
+
+    def _revalidate(self, versions: Iterable[NewestVersion]) -> None:
+        """The hash check ``_get_dag`` makes per version once its entry is older than
+        ``[core] min_serialized_dag_update_interval``, for a whole batch from one query's answer:
+        a matching entry starts a new window, a stale one is dropped (and reloaded on use)."""
+        now = time.monotonic()
+        with self._lock:
+            for version in versions:
+                entry = self._dags.get(version.dag_version_id)
+                if entry is None or version.dag_hash is None:
+                    continue
+                if entry.dag_hash == version.dag_hash:
+                    self._dags[version.dag_version_id] = entry._replace(last_validated=now)
+                else:
+                    self._dags.pop(version.dag_version_id, None)
+
+    def get_dag_for_run(self, dag_run: DagRun, session: Session) -> SerializedDAG | None:
+        if version_id := self._version_for_run(dag_run, session):
+            return self._get_dag(version_id=version_id, session=session)
+        return None
+
+    def get_serialized_dag_model_for_run(
+        self, dag_run: DagRun, *, session: Session
+    ) -> SerializedDagModel | None:
+        if version_id := self._version_for_run(dag_run, session):
+            return self.get_serialized_dag_model(version_id=version_id, session=session)
+        return None
 
     def get_latest(self, dag_id: str, session: Session) -> SerializedDAG | None:
         return self.get_latest_many((dag_id,), session).get(dag_id)

@@ -13,7 +13,10 @@ and overrides only small methods:
   returns the buffer's size after popping, so completions never counted as work).
 * ``_get_current_dag`` and ``scheduler_dag_bag``: every DAG lookup (run creation, asset
   conditions, run scheduling, executor events) goes through one version-keyed, size-bounded
-  :class:`~.dag_cache.KestraDagCache`.
+  :class:`~.dag_cache.KestraDagCache`; a batch of runs resolves its DAGs' newest versions with
+  one query (``forget_run_versions`` before each batch).
+* Cron schedule descriptions are computed once per expression (:mod:`.cron_descriptions`), not
+  once per deserialized DAG.
 * ``_create_dagruns_for_dags``: ready asset-triggered DAGs first, then due DAGs in batches of
   ``[kestra] scheduler_dagrun_batch_size`` (oldest due first, one locking query per batch,
   commit per batch) until ``[kestra] scheduler_loop_budget`` seconds are spent, instead of 10
@@ -37,7 +40,7 @@ from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
 from airflow.models.dagrun import DagRun
 
 from airflow_kestra_provider import settings
-from airflow_kestra_provider.scheduler import bulk_runs, due_dags, notify, running_runs
+from airflow_kestra_provider.scheduler import bulk_runs, cron_descriptions, due_dags, notify, running_runs
 from airflow_kestra_provider.scheduler.batching import take_in_batches
 from airflow_kestra_provider.scheduler.dag_cache import KestraDagCache
 from airflow_kestra_provider.scheduler.work import LoopWork
@@ -74,6 +77,7 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
             executors=executors,
         )
         self.dag_cache = KestraDagCache(settings.dag_cache_size())
+        cron_descriptions.install()
         self.scheduler_dag_bag = self.dag_cache
         try:
             self.backoff = Backoff(
@@ -135,8 +139,12 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         if self._loop.total:  # the previous loop (incl. its executor events) did work
             self.backoff.busy(time.monotonic())
         self._loop = LoopWork()
-        with self._loop.watching(session):
-            self._loop.tis_queued = super()._do_scheduling(session)
+        self.dag_cache.forget_run_versions()
+        try:
+            with self._loop.watching(session):
+                self._loop.tis_queued = super()._do_scheduling(session)
+        finally:
+            self.dag_cache.forget_run_versions()  # lookups between loops ask the database again
         self.dag_runs_created_total += self._loop.dag_runs_created
         self._log_stats()
         return self._loop.total
@@ -259,6 +267,7 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         deadline = time.monotonic() + self._loop_budget
         while True:
             probe = LoopWork()  # counts the runs this call moved to RUNNING
+            self.dag_cache.forget_run_versions()
             with probe.watching(session):
                 super()._start_queued_dagruns(session)
                 session.flush()
@@ -282,6 +291,7 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         size = DagRun.DEFAULT_DAGRUNS_TO_EXAMINE
         batch = list(dag_runs)
         seen = {run.id for run in batch}  # before the stock commit expires the objects
+        self.dag_cache.forget_run_versions()
         callbacks = super()._schedule_all_dag_runs(guard, batch, session)
         stock_left = len(batch) >= size
         while True:  # at least one batch of ended runs per loop, whatever the budget
@@ -302,7 +312,18 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
             return []
         seen.update(run.id for run in batch)
         self._stamp_team_names(batch, session)
+        self.dag_cache.forget_run_versions()
         return super()._schedule_all_dag_runs(guard, batch, session)
+
+    def _verify_integrity_if_dag_changed(self, dag_run: DagRun, session: Session) -> bool:
+        """The stock method, with the DAG's newest version taken from the batch's one query
+        (:meth:`~.dag_cache.KestraDagCache.newest_version_id`) instead of one query per run."""
+        newest = self.dag_cache.newest_version_id(dag_run.dag_id, session)
+        if newest is None:
+            return False
+        if dag_run.check_version_id_exists_in_dr(newest, session=session):
+            return True
+        return super()._verify_integrity_if_dag_changed(dag_run, session)
 
     def _create_asset_runs(self, dag_models: list[DagModel], session: Session) -> None:
         self._create_dag_runs_asset_triggered(dag_models=dag_models, session=session)

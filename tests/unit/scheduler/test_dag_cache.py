@@ -86,3 +86,41 @@ def test_batch_lookup_one_query_for_many_and_size_bound(session):
     found = cache.get_latest_many(["one", "two", "three", "missing"], session)
     assert sorted(found) == ["one", "three", "two"]
     assert len(cache._dags) == 2  # bounded by [kestra] dag_cache_size
+
+
+def test_runs_of_a_batch_resolve_their_newest_versions_with_one_query(session):
+    """Stock ``get_dag_for_run`` asks for a run's newest dag version with one query per run; the
+    cache answers every run loaded in the session with one query, until the next batch."""
+    from airflow import settings
+    from airflow.models.dag import DagModel
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.types import DagRunType
+    from sqlalchemy import event
+
+    from airflow_kestra_provider.scheduler.dag_cache import KestraDagCache
+
+    session.add_all([DagModel(dag_id=d, bundle_name="bundle") for d in ("four", "five")])
+    session.commit()
+    _write(session, "four", "a")
+    _write(session, "five", "a")
+    runs = [DagRun(dag_id=d, run_id=f"{d}_run", run_type=DagRunType.MANUAL) for d in ("four", "five")]
+    session.add_all(runs)
+    session.commit()
+    cache = KestraDagCache(10)
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args) -> None:
+        statements.append(statement)
+
+    event.listen(settings.engine, "before_cursor_execute", count)
+    try:
+        assert [cache.get_dag_for_run(run, session).task_ids for run in runs] == [["a"], ["a"]]
+        version_queries = [s for s in statements if "max(dag_version.version_number)" in s]
+        assert len(version_queries) == 1
+
+        _new_version(session, "four", 2, "a", "b")
+        assert cache.get_dag_for_run(runs[0], session).task_ids == ["a"]  # same batch, same answer
+        cache.forget_run_versions()
+        assert cache.get_dag_for_run(runs[0], session).task_ids == ["a", "b"]  # next batch: new version
+    finally:
+        event.remove(settings.engine, "before_cursor_execute", count)
