@@ -24,20 +24,35 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from uuid import UUID
 
 from airflow.models.dag_version import DagVersion
 from airflow.models.dagbag import CachedDBDagBag
 from airflow.models.dagrun import DagRun
 from airflow.models.serialized_dag import SerializedDagModel
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select
 
 if TYPE_CHECKING:
     from airflow.serialization.definitions.dag import SerializedDAG
     from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
+
+
+def loaded_runs(session: Session) -> list[tuple[str, str]]:
+    """(dag_id, run_id) of every dag run loaded in ``session``, read without loading anything."""
+    pairs: list[tuple[str, str]] = []
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, DagRun):
+            state: dict[str, Any] = inspect(obj).dict
+            if "dag_id" in state and "run_id" in state:
+                pairs.append((state["dag_id"], state["run_id"]))
+    return pairs
+
+
+def loaded_run_dag_ids(session: Session) -> set[str]:
+    return {dag_id for dag_id, _ in loaded_runs(session)}
 
 
 class NewestVersion(NamedTuple):
@@ -159,8 +174,7 @@ class KestraDagCache(CachedDBDagBag):
         """The DAG's newest ``dag_version`` id (as ``DagVersion.get_latest_version``); the first
         call of a batch answers every DAG with a run loaded in ``session`` in one query."""
         if dag_id not in self._run_versions:
-            loaded = {obj.dag_id for obj in list(session.identity_map.values()) if isinstance(obj, DagRun)}
-            wanted = (loaded | {dag_id}) - self._run_versions.keys()
+            wanted = (loaded_run_dag_ids(session) | {dag_id}) - self._run_versions.keys()
             newest = newest_versions(wanted, session)
             self._revalidate(newest.values())
             self._run_versions.update(

@@ -14,7 +14,7 @@ and overrides only small methods:
 * ``_get_current_dag`` and ``scheduler_dag_bag``: every DAG lookup (run creation, asset
   conditions, run scheduling, executor events) goes through one version-keyed, size-bounded
   :class:`~.dag_cache.KestraDagCache`; a batch of runs resolves its DAGs' newest versions with
-  one query (``forget_run_versions`` before each batch).
+  one query (``_new_batch`` before each batch).
 * Cron schedule descriptions are computed once per expression (:mod:`.cron_descriptions`), not
   once per deserialized DAG.
 * ``_create_dagruns_for_dags``: ready asset-triggered DAGs first, then due DAGs in batches of
@@ -42,7 +42,7 @@ from airflow.models.dagrun import DagRun
 from airflow_kestra_provider import settings
 from airflow_kestra_provider.scheduler import bulk_runs, cron_descriptions, due_dags, notify, running_runs
 from airflow_kestra_provider.scheduler.batching import take_in_batches
-from airflow_kestra_provider.scheduler.dag_cache import KestraDagCache
+from airflow_kestra_provider.scheduler.dag_cache import KestraDagCache, loaded_runs
 from airflow_kestra_provider.scheduler.work import LoopWork
 from airflow_kestra_provider.worker.backoff import Backoff
 
@@ -96,6 +96,7 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         self._listen_notify = settings.listen_notify()
         self._waker: notify.NotifyWaker | None = None
         self._prefetched: dict[str, SerializedDAG] = {}
+        self._runs_on_newest: set[tuple[str, str]] | None = None
         self._loop = LoopWork()
         self.dag_runs_created_total = 0
         self.dag_runs_created_in_bulk = 0
@@ -139,12 +140,12 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         if self._loop.total:  # the previous loop (incl. its executor events) did work
             self.backoff.busy(time.monotonic())
         self._loop = LoopWork()
-        self.dag_cache.forget_run_versions()
+        self._new_batch()
         try:
             with self._loop.watching(session):
                 self._loop.tis_queued = super()._do_scheduling(session)
         finally:
-            self.dag_cache.forget_run_versions()  # lookups between loops ask the database again
+            self._new_batch()  # lookups between loops ask the database again
         self.dag_runs_created_total += self._loop.dag_runs_created
         self._log_stats()
         return self._loop.total
@@ -267,7 +268,7 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         deadline = time.monotonic() + self._loop_budget
         while True:
             probe = LoopWork()  # counts the runs this call moved to RUNNING
-            self.dag_cache.forget_run_versions()
+            self._new_batch()
             with probe.watching(session):
                 super()._start_queued_dagruns(session)
                 session.flush()
@@ -291,7 +292,7 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         size = DagRun.DEFAULT_DAGRUNS_TO_EXAMINE
         batch = list(dag_runs)
         seen = {run.id for run in batch}  # before the stock commit expires the objects
-        self.dag_cache.forget_run_versions()
+        self._new_batch()
         callbacks = super()._schedule_all_dag_runs(guard, batch, session)
         stock_left = len(batch) >= size
         while True:  # at least one batch of ended runs per loop, whatever the budget
@@ -312,7 +313,7 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
             return []
         seen.update(run.id for run in batch)
         self._stamp_team_names(batch, session)
-        self.dag_cache.forget_run_versions()
+        self._new_batch()
         return super()._schedule_all_dag_runs(guard, batch, session)
 
     def _verify_integrity_if_dag_changed(self, dag_run: DagRun, session: Session) -> bool:
@@ -321,9 +322,21 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         newest = self.dag_cache.newest_version_id(dag_run.dag_id, session)
         if newest is None:
             return False
-        if dag_run.check_version_id_exists_in_dr(newest, session=session):
+        if self._runs_on_newest is None:  # first run of this batch: ask for all its runs at once
+            runs = [
+                (d, r, v)
+                for d, r in loaded_runs(session)
+                if (v := self.dag_cache.newest_version_id(d, session))
+            ]
+            self._runs_on_newest = running_runs.runs_with_tis_of_versions(session, runs)
+        if (dag_run.dag_id, dag_run.run_id) in self._runs_on_newest:
             return True
         return super()._verify_integrity_if_dag_changed(dag_run, session)
+
+    def _new_batch(self) -> None:
+        """Forget the per-batch answers (newest DAG versions, runs already on them)."""
+        self.dag_cache.forget_run_versions()
+        self._runs_on_newest = None
 
     def _create_asset_runs(self, dag_models: list[DagModel], session: Session) -> None:
         self._create_dag_runs_asset_triggered(dag_models=dag_models, session=session)

@@ -1,4 +1,4 @@
-"""Find running dag runs that a finished task instance is waiting on.
+"""Running dag runs: which a finished task instance is waiting on, and which run the newest DAG.
 
 Airflow examines running dag runs never-examined first, then longest-unexamined first
 (``DagRun.get_running_dag_runs_to_examine``). While many DAGs are due, every loop starts
@@ -16,12 +16,15 @@ from typing import TYPE_CHECKING
 from airflow.models.dag import DagModel
 from airflow.models.dagrun import DagRun
 from airflow.models.taskinstance import TaskInstance
+from airflow.models.taskinstancehistory import TaskInstanceHistory
 from airflow.utils.sqlalchemy import with_row_locks
 from airflow.utils.state import DagRunState
-from sqlalchemy import exists, func, select
+from sqlalchemy import exists, func, select, tuple_, union
 from sqlalchemy.sql import expression
 
 if TYPE_CHECKING:
+    from uuid import UUID
+
     from sqlalchemy.orm import Session
 
 
@@ -50,3 +53,23 @@ def lock_runs_with_ended_tis(session: Session, limit: int, exclude: Collection[i
     if exclude:
         query = query.where(DagRun.id.not_in(list(exclude)))
     return list(session.scalars(with_row_locks(query, of=DagRun, session=session, skip_locked=True)).unique())
+
+
+def runs_with_tis_of_versions(
+    session: Session, runs: Collection[tuple[str, str, UUID]]
+) -> set[tuple[str, str]]:
+    """Of the given (dag_id, run_id, dag_version_id), the (dag_id, run_id) that have a task
+    instance (or a task instance try in the history) of that version: the question
+    ``DagRun.check_version_id_exists_in_dr`` asks per run, for a whole batch in one query."""
+    if not runs:
+        return set()
+    triples = list(runs)
+    current = select(TaskInstance.dag_id, TaskInstance.run_id).where(
+        tuple_(TaskInstance.dag_id, TaskInstance.run_id, TaskInstance.dag_version_id).in_(triples)
+    )
+    history = select(TaskInstanceHistory.dag_id, TaskInstanceHistory.run_id).where(
+        tuple_(
+            TaskInstanceHistory.dag_id, TaskInstanceHistory.run_id, TaskInstanceHistory.dag_version_id
+        ).in_(triples)
+    )
+    return {(dag_id, run_id) for dag_id, run_id in session.execute(union(current, history))}

@@ -312,3 +312,59 @@ def test_runs_a_finished_task_waits_on_are_examined_before_never_examined_ones(r
         assert done_id in examined
         assert len(examined) == len(set(examined))
     assert session.get(DagRun, done_id).state == "success"
+
+
+def test_examining_a_batch_checks_dag_versions_with_one_query_and_still_verifies_changed_dags(
+    runner, session
+):
+    """Stock: two newest-version queries and one "run has TIs of that version" query per run.
+    Ours: one of each per batch; a run whose DAG got a new version still gets its TIs moved to it."""
+    from airflow import settings
+    from airflow.models.dag import DagModel
+    from airflow.models.dagrun import DagRun
+    from airflow.models.serialized_dag import SerializedDagModel
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.providers.standard.operators.empty import EmptyOperator
+    from airflow.sdk import DAG
+    from airflow.serialization.serialized_objects import LazyDeserializedDAG
+    from sqlalchemy import event, select
+
+    ids = [f"bulk_version_{i}" for i in range(3)]
+    models = [_register(session, _plain_dag(dag_id)) for dag_id in ids]
+    for model in models:
+        _reset_next_run(runner, session, model)
+    runner._bulk_create = True
+    runner._loop_budget = 60.0
+    with prohibit_commit(session) as guard:
+        runner._create_timed_runs([session.get(DagModel, m.dag_id) for m in models], guard, session)
+        guard.commit()
+    runs = list(session.scalars(select(DagRun).where(DagRun.dag_id.in_(ids))))
+    assert len(runs) == 3
+    # The last DAG changes (a task added): the stock check finds its run's TIs on an old version.
+    with DAG(ids[-1], schedule="@daily", start_date=START, catchup=False, params={"x": 1}) as changed:
+        EmptyOperator(task_id="first")
+        EmptyOperator(task_id="added")
+    SerializedDagModel.write_dag(LazyDeserializedDAG.from_dag(changed), bundle_name="bundle", session=session)
+    session.commit()
+    for run in runs:
+        session.refresh(run)
+
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, *args) -> None:
+        statements.append(statement)
+
+    event.listen(settings.engine, "before_cursor_execute", record)
+    try:
+        with prohibit_commit(session) as guard:
+            runner._new_batch()
+            assert [runner._verify_integrity_if_dag_changed(run, session) for run in runs] == [True] * 3
+            guard.commit()
+    finally:
+        event.remove(settings.engine, "before_cursor_execute", record)
+    version_checks = [s for s in statements if "task_instance_history" in s]
+    assert len(version_checks) == 2  # one for the batch, one stock check for the changed run only
+    newest = [s for s in statements if "max(dag_version.version_number)" in s]
+    assert len(newest) == 1
+    task_ids = set(session.scalars(select(TaskInstance.task_id).where(TaskInstance.dag_id == ids[-1])))
+    assert "added" in task_ids

@@ -106,6 +106,8 @@ def test_runs_of_a_batch_resolve_their_newest_versions_with_one_query(session):
     runs = [DagRun(dag_id=d, run_id=f"{d}_run", run_type=DagRunType.MANUAL) for d in ("four", "five")]
     session.add_all(runs)
     session.commit()
+    for run in runs:  # this test session expires on commit; the scheduler's does not
+        session.refresh(run)
     cache = KestraDagCache(10)
     statements: list[str] = []
 
