@@ -138,7 +138,12 @@ class KestraDagCache(CachedDBDagBag):
         self, dag_ids: Iterable[str], session: Session
     ) -> dict[str, tuple[SerializedDAG, UUID]]:
         """Like :meth:`get_latest_many`, with the ``dag_version`` id each DAG was loaded from."""
-        versions = self.latest_versions(dag_ids, session)
+        return self.get_versions(self.latest_versions(dag_ids, session), session)
+
+    def get_versions(
+        self, versions: dict[str, LatestVersion], session: Session
+    ) -> dict[str, tuple[SerializedDAG, UUID]]:
+        """The DAG of each given latest version; deserializes only cache misses (one query)."""
         found: dict[str, tuple[SerializedDAG, UUID]] = {}
         missing: list[UUID] = []
         now = time.monotonic()

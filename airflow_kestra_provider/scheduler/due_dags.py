@@ -4,7 +4,9 @@ Same decisions as ``DagModel.dags_needing_dagruns``, with two differences:
 
 * asset conditions are evaluated on DAGs from :class:`~.dag_cache.KestraDagCache` (one query for
   the latest versions of all DAGs with queued asset events, deserialization only on a miss),
-  instead of deserializing every such DAG on every loop;
+  instead of deserializing every such DAG on every loop, and an answer is kept by DAG version and
+  set of queued assets (:class:`AssetConditionMemo`), so a loop in which nothing changed
+  evaluates nothing; the queue is read as plain columns, not ORM objects;
 * due timetable DAGs are locked in batches of any size (oldest ``next_dagrun_create_after``
   first), so the caller can keep taking batches until its time budget is spent.
 """
@@ -15,17 +17,21 @@ import logging
 from collections import defaultdict
 from collections.abc import Collection
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from airflow.assets.evaluation import AssetEvaluator
-from airflow.models.asset import AssetDagRunQueue
+from airflow.models.asset import AssetDagRunQueue, AssetModel
 from airflow.models.dag import DagModel
 from airflow.models.dagrun import DagRun
-from airflow.serialization.definitions.assets import SerializedAssetUniqueKey
+from airflow.serialization.definitions.assets import (
+    SerializedAsset,
+    SerializedAssetBase,
+    SerializedAssetBooleanCondition,
+    SerializedAssetUniqueKey,
+)
 from airflow.utils.sqlalchemy import with_row_locks
 from airflow.utils.state import DagRunState
-from sqlalchemy import func, select
-from sqlalchemy.orm import joinedload
+from sqlalchemy import Text, cast, delete, func, select, tuple_
 from sqlalchemy.sql import expression
 
 if TYPE_CHECKING:
@@ -36,38 +42,109 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def ready_asset_triggered_dags(session: Session, cache: KestraDagCache) -> dict[str, datetime]:
+class AssetConditionMemo:
+    """Whether a DAG's asset condition was met, keyed by (DAG version, hash, queued assets).
+
+    Only for conditions made of assets and ``&`` / ``|``: those depend on nothing but the
+    condition (fixed by the version and hash) and the set of assets with queued events. Conditions
+    with asset aliases or references are looked up in the database, so they are evaluated
+    every time. Bounded: cleared when it holds more than ``size`` entries."""
+
+    def __init__(self, size: int = 100_000) -> None:
+        self._met: dict[tuple[str, Any, str, frozenset[SerializedAssetUniqueKey]], bool] = {}
+        self._size = size
+        self.hits = 0
+
+    def get(self, key: tuple[str, Any, str, frozenset[SerializedAssetUniqueKey]]) -> bool | None:
+        met = self._met.get(key)
+        if met is not None:
+            self.hits += 1
+        return met
+
+    def put(self, key: tuple[str, Any, str, frozenset[SerializedAssetUniqueKey]], met: bool) -> None:
+        if len(self._met) >= self._size:
+            self._met.clear()
+        self._met[key] = met
+
+
+def _only_assets(condition: SerializedAssetBase) -> bool:
+    if isinstance(condition, SerializedAsset):
+        return True
+    if isinstance(condition, SerializedAssetBooleanCondition):
+        return all(_only_assets(inner) for inner in condition.objects)
+    return False  # an alias or a reference: resolved in the database on every evaluation
+
+
+def ready_asset_triggered_dags(
+    session: Session, cache: KestraDagCache, memo: AssetConditionMemo | None = None
+) -> dict[str, datetime]:
     """dag_id -> newest queued asset event time, for DAGs whose asset condition is met and that
-    are below ``max_active_runs``. Deletes queue rows of DAGs no longer asset-scheduled."""
-    queued: dict[str, list[AssetDagRunQueue]] = defaultdict(list)
-    for row in session.scalars(
-        select(AssetDagRunQueue).options(
-            joinedload(AssetDagRunQueue.dag_model), joinedload(AssetDagRunQueue.asset)
+    are below ``max_active_runs``. Deletes queue rows of DAGs no longer asset-scheduled.
+
+    Reads the queue as plain columns (one query, no ORM objects), the latest version of each
+    queued DAG (one query), and evaluates a condition only when ``memo`` has no answer for the
+    DAG's version and queued assets (deserializing the DAG only on a cache miss)."""
+    no_expression = func.coalesce(cast(DagModel.asset_expression, Text), "null") == "null"
+    queued: dict[str, set[SerializedAssetUniqueKey]] = defaultdict(set)
+    newest_event: dict[str, datetime] = {}
+    stale: list[tuple[int, str]] = []
+    for dag_id, asset_id, created_at, name, uri, is_stale in session.execute(
+        select(
+            AssetDagRunQueue.target_dag_id,
+            AssetDagRunQueue.asset_id,
+            AssetDagRunQueue.created_at,
+            AssetModel.name,
+            AssetModel.uri,
+            no_expression,
         )
+        .join(AssetModel, AssetModel.id == AssetDagRunQueue.asset_id)
+        .join(DagModel, DagModel.dag_id == AssetDagRunQueue.target_dag_id)
     ):
-        if row.dag_model.asset_expression is None:
-            session.delete(row)  # the DAG stopped depending on assets: stale queue row
-        else:
-            queued[row.target_dag_id].append(row)
+        if is_stale:
+            stale.append((asset_id, dag_id))  # the DAG stopped depending on assets
+            continue
+        queued[dag_id].add(SerializedAssetUniqueKey(name=name, uri=uri))
+        newest_event[dag_id] = max(created_at, newest_event.get(dag_id, created_at))
+    if stale:
+        session.execute(
+            delete(AssetDagRunQueue).where(
+                tuple_(AssetDagRunQueue.asset_id, AssetDagRunQueue.target_dag_id).in_(stale)
+            ),
+            execution_options={"synchronize_session": False},
+        )
     if not queued:
         return {}
 
-    dags = cache.get_latest_many(queued, session)
+    versions = cache.latest_versions(queued, session)
+    met: dict[str, bool] = {}
+    keys = {
+        dag_id: (dag_id, version.dag_version_id, version.dag_hash, frozenset(queued[dag_id]))
+        for dag_id, version in versions.items()
+    }
+    if memo is not None:
+        for dag_id, key in keys.items():
+            answer = memo.get(key)
+            if answer is not None:
+                met[dag_id] = answer
+    to_evaluate = {dag_id: version for dag_id, version in versions.items() if dag_id not in met}
+    dags = cache.get_versions(to_evaluate, session) if to_evaluate else {}
     evaluator = AssetEvaluator(session)
-    ready: dict[str, datetime] = {}
-    for dag_id, rows in queued.items():
-        dag = dags.get(dag_id)
-        if dag is None:
+    for dag_id in queued:
+        if dag_id in met:
+            continue
+        if dag_id not in dags:
             log.info("Dag %s has queued asset events but no serialized DAG yet; skipping", dag_id)
             continue
-        statuses = {SerializedAssetUniqueKey.from_asset(row.asset): True for row in rows}
+        condition = dags[dag_id][0].timetable.asset_condition
+        statuses = dict.fromkeys(queued[dag_id], True)
         try:
-            met = evaluator.run(dag.timetable.asset_condition, statuses)
+            met[dag_id] = evaluator.run(condition, statuses)
         except Exception:
             log.exception("Dag %s asset condition failed to evaluate; assuming not ready", dag_id)
-            met = False
-        if met:
-            ready[dag_id] = max(row.created_at for row in rows)
+            continue
+        if memo is not None and _only_assets(condition):
+            memo.put(keys[dag_id], met[dag_id])
+    ready = {dag_id: newest_event[dag_id] for dag_id, is_met in met.items() if is_met}
     if ready:
         ready = _drop_at_max_active_runs(ready, session)
     return ready

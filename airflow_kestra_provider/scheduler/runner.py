@@ -97,6 +97,7 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         self._waker: notify.NotifyWaker | None = None
         self._prefetched: dict[str, SerializedDAG] = {}
         self._runs_on_newest: set[tuple[str, str]] | None = None
+        self._asset_memo = due_dags.AssetConditionMemo()
         self._loop = LoopWork()
         self.dag_runs_created_total = 0
         self.dag_runs_created_in_bulk = 0
@@ -193,7 +194,7 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
     # -- dag run creation ----------------------------------------------------------------------
     def _create_dagruns_for_dags(self, guard: CommitProhibitorGuard, session: Session) -> None:
         partition_dag_ids = self._create_dagruns_for_partitioned_asset_dags(session)
-        ready = due_dags.ready_asset_triggered_dags(session, self.dag_cache)
+        ready = due_dags.ready_asset_triggered_dags(session, self.dag_cache, self._asset_memo)
         asset_dag_ids = set(ready) - partition_dag_ids
         if asset_dag_ids:
             asset_dags = due_dags.lock_dags(session, asset_dag_ids)
