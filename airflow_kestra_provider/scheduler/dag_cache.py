@@ -97,6 +97,8 @@ class KestraDagCache(CachedDBDagBag):
         )
         self.hits = 0
         self.misses = 0
+        self._known_versions: dict[str, LatestVersion] = {}  # valid while the fingerprint holds
+        self._versions_fingerprint: tuple[Any, ...] | None = None
         self._run_versions: dict[str, UUID | None] = {}  # dag_id -> newest version id, this batch
 
     def _on_cache_hit(self) -> None:
@@ -129,6 +131,27 @@ class KestraDagCache(CachedDBDagBag):
             )
         )
         return {dag_id: LatestVersion(version_id, dag_hash) for dag_id, version_id, dag_hash in rows}
+
+    def latest_versions_unless_unchanged(
+        self, dag_ids: Iterable[str], session: Session
+    ) -> dict[str, LatestVersion]:
+        """:meth:`latest_versions`, answered from memory while ``serialized_dag`` is unchanged.
+
+        One aggregate query (row count and newest ``last_updated``) tells whether any DAG was
+        written, rewritten or deleted since the previous call; only then, or for dag_ids not
+        asked before, the latest-version query runs. For callers that ask about the same DAGs on
+        every loop (pending asset conditions)."""
+        fingerprint = tuple(
+            session.execute(select(func.count(), func.max(SerializedDagModel.last_updated))).one()
+        )
+        if fingerprint != self._versions_fingerprint:
+            self._known_versions = {}
+            self._versions_fingerprint = fingerprint
+        ids = list(dict.fromkeys(dag_ids))
+        unknown = [dag_id for dag_id in ids if dag_id not in self._known_versions]
+        if unknown:
+            self._known_versions.update(self.latest_versions(unknown, session))
+        return {dag_id: self._known_versions[dag_id] for dag_id in ids if dag_id in self._known_versions}
 
     def get_latest_many(self, dag_ids: Iterable[str], session: Session) -> dict[str, SerializedDAG]:
         """The latest DAG of each dag_id that has one; deserializes only cache misses."""

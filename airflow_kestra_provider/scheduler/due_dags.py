@@ -82,7 +82,7 @@ def ready_asset_triggered_dags(
     are below ``max_active_runs``. Deletes queue rows of DAGs no longer asset-scheduled.
 
     Reads the queue as plain columns (one query, no ORM objects), the latest version of each
-    queued DAG (one query), and evaluates a condition only when ``memo`` has no answer for the
+    queued DAG (one query, skipped while no DAG was written), and evaluates a condition only when ``memo`` has no answer for the
     DAG's version and queued assets (deserializing the DAG only on a cache miss)."""
     no_expression = func.coalesce(cast(DagModel.asset_expression, Text), "null") == "null"
     queued: dict[str, set[SerializedAssetUniqueKey]] = defaultdict(set)
@@ -115,7 +115,7 @@ def ready_asset_triggered_dags(
     if not queued:
         return {}
 
-    versions = cache.latest_versions(queued, session)
+    versions = cache.latest_versions_unless_unchanged(queued, session)
     met: dict[str, bool] = {}
     keys = {
         dag_id: (dag_id, version.dag_version_id, version.dag_hash, frozenset(queued[dag_id]))

@@ -126,3 +126,36 @@ def test_runs_of_a_batch_resolve_their_newest_versions_with_one_query(session):
         assert cache.get_dag_for_run(runs[0], session).task_ids == ["a", "b"]  # next batch: new version
     finally:
         event.remove(settings.engine, "before_cursor_execute", count)
+
+
+def test_latest_versions_are_asked_again_only_after_a_dag_was_written(session):
+    from airflow import settings
+    from sqlalchemy import event
+
+    from airflow_kestra_provider.scheduler.dag_cache import KestraDagCache
+
+    cache = KestraDagCache(10)
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, *args) -> None:
+        statements.append(statement)
+
+    def version_queries() -> int:
+        return sum("max(dag_version.version_number)" in s for s in statements)
+
+    event.listen(settings.engine, "before_cursor_execute", record)
+    try:
+        first = cache.latest_versions_unless_unchanged(["four", "five"], session)
+        assert version_queries() == 1
+        assert cache.latest_versions_unless_unchanged(["four", "five"], session) == first
+        assert version_queries() == 1  # nothing written: answered from memory
+        _write(session, "five", "a", "z")  # rewritten in place (no runs): new hash, same version id
+        rewritten = cache.latest_versions_unless_unchanged(["four", "five"], session)
+        assert version_queries() == 2
+        assert rewritten["five"].dag_hash != first["five"].dag_hash
+        _new_version(session, "four", 3, "a", "b", "c")
+        newer = cache.latest_versions_unless_unchanged(["four", "five"], session)
+        assert version_queries() == 3
+        assert newer["four"].dag_version_id != first["four"].dag_version_id
+    finally:
+        event.remove(settings.engine, "before_cursor_execute", record)
