@@ -1,4 +1,4 @@
-"""Helpers for the executor reliability modules (``test_executor_*.py``).
+"""Helpers for the executor modules (``test_executor.py``, ``test_executor_*.py``).
 
 Every task of the ``kestra_test_mark`` DAG appends one line to a marks file when it starts
 (``start <run_id> <task_id> <try>``) and one when it ends (``end ...``): counting ``start`` lines

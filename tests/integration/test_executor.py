@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from airflow_kestra_provider.stack.environment import KESTRA_EXECUTOR
 from airflow_kestra_provider.stack.processes import airflow_argv
 from tests.integration.conftest import DAGS_EXAMPLES, free_port
+from tests.integration.reliability import trigger, wait_runs_terminal
 
 pytestmark = pytest.mark.integration
 
@@ -105,26 +106,6 @@ def stack(start_stack, dags_folder):
     return stack
 
 
-def run_states(db, dag_id: str) -> dict[str, int]:
-    with db.connect() as conn:
-        rows = conn.execute(
-            sa.text("SELECT state, count(*) FROM dag_run WHERE dag_id = :d GROUP BY state"), {"d": dag_id}
-        ).all()
-    return {state: count for state, count in rows}
-
-
-def wait_runs_terminal(stack, db, dag_id: str, expected: int, timeout: float) -> dict[str, int]:
-    deadline = time.monotonic() + timeout
-    while True:
-        stack.raise_if_dead()
-        states = run_states(db, dag_id)
-        if sum(states.values()) >= expected and set(states) <= {"success", "failed"}:
-            return states
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{dag_id}: runs not terminal after {timeout:.0f}s: {states}")
-        time.sleep(1.0)
-
-
 def wait_claims_finished(db, timeout: float) -> dict[str, int]:
     deadline = time.monotonic() + timeout
     while True:
@@ -135,11 +116,6 @@ def wait_claims_finished(db, timeout: float) -> dict[str, int]:
         if "claimed" not in claims or time.monotonic() > deadline:
             return claims
         time.sleep(0.5)
-
-
-def trigger(stack, dag_id: str, count: int, conf: dict | None = None) -> list[str]:
-    with stack.client() as client:
-        return [client.trigger(dag_id, conf)["dag_run_id"] for _ in range(count)]
 
 
 def assert_nothing_ran_twice(db) -> None:
@@ -157,8 +133,12 @@ def assert_nothing_ran_twice(db) -> None:
 def test_200_noop_and_20_chain_runs_succeed(stack, db):
     trigger(stack, "kestra_bench_noop", 200)
     trigger(stack, "kestra_bench_chain10", 20)
-    assert wait_runs_terminal(stack, db, "kestra_bench_noop", 200, timeout=600) == {"success": 200}
-    assert wait_runs_terminal(stack, db, "kestra_bench_chain10", 20, timeout=600) == {"success": 20}
+    assert wait_runs_terminal(stack, db, "kestra_bench_noop", 200, timeout=600, check_dead=True) == {
+        "success": 200
+    }
+    assert wait_runs_terminal(stack, db, "kestra_bench_chain10", 20, timeout=600, check_dead=True) == {
+        "success": 20
+    }
     # A run is done once its task reported success; its runner finishes (logs) a moment later.
     assert wait_claims_finished(db, timeout=60) == {"success": 400}
     with db.connect() as conn:
@@ -170,7 +150,9 @@ def test_200_noop_and_20_chain_runs_succeed(stack, db):
 def test_task_environment_has_no_secrets(stack, db, tmp_path):
     path = tmp_path / "env.json"
     trigger(stack, "kestra_test_env_dump", 1, {"path": str(path)})
-    assert wait_runs_terminal(stack, db, "kestra_test_env_dump", 1, timeout=120) == {"success": 1}
+    assert wait_runs_terminal(stack, db, "kestra_test_env_dump", 1, timeout=120, check_dead=True) == {
+        "success": 1
+    }
     environment = json.loads(path.read_text())
     assert "AIRFLOW_HOME" in environment  # the dump is real
     for name in SECRET_NAMES:
@@ -188,7 +170,9 @@ def test_killed_task_process_fails_within_seconds(stack, db, tmp_path):
         time.sleep(0.2)
     killed_at = time.monotonic()
     os.kill(int(pid_file.read_text()), signal.SIGKILL)
-    assert wait_runs_terminal(stack, db, "kestra_test_sleeper", 1, timeout=60) == {"failed": 1}
+    assert wait_runs_terminal(stack, db, "kestra_test_sleeper", 1, timeout=60, check_dead=True) == {
+        "failed": 1
+    }
     took = time.monotonic() - killed_at
     with db.connect() as conn:
         ti_states = (
@@ -220,7 +204,9 @@ def test_two_worker_processes_never_claim_the_same_ti(stack, db):
         assert time.monotonic() < deadline, "the worker processes did not register"
         time.sleep(0.5)
     trigger(stack, "kestra_bench_noop", 80)
-    assert wait_runs_terminal(stack, db, "kestra_bench_noop", 280, timeout=600) == {"success": 280}
+    assert wait_runs_terminal(stack, db, "kestra_bench_noop", 280, timeout=600, check_dead=True) == {
+        "success": 280
+    }
     with db.connect() as conn:
         per_worker = dict(
             conn.execute(
@@ -250,7 +236,9 @@ def test_scheduler_restart_mid_load(stack, db):
     if scheduler.log_file is not None:
         scheduler.log_file.close()
     stack.supervisor.start("scheduler", airflow_argv("scheduler"))
-    assert wait_runs_terminal(stack, db, "kestra_bench_chain10", 30, timeout=600) == {"success": 30}
+    assert wait_runs_terminal(stack, db, "kestra_bench_chain10", 30, timeout=600, check_dead=True) == {
+        "success": 30
+    }
     with db.connect() as conn:
         open_tis = conn.execute(
             sa.text("SELECT count(*) FROM task_instance WHERE state IN ('queued', 'running', 'scheduled')")
