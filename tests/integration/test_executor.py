@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from airflow_kestra_provider.stack.environment import KESTRA_EXECUTOR
 from airflow_kestra_provider.stack.processes import airflow_argv
-from tests.integration.conftest import DAGS_EXAMPLES, free_port
+from tests.integration.conftest import DAGS_EXAMPLES, free_port, wait_until
 from tests.integration.reliability import trigger, wait_runs_terminal
 
 pytestmark = pytest.mark.integration
@@ -106,16 +106,11 @@ def stack(start_stack, dags_folder):
     return stack
 
 
-def wait_claims_finished(db, timeout: float) -> dict[str, int]:
-    deadline = time.monotonic() + timeout
-    while True:
-        with db.connect() as conn:
-            claims = dict(
-                conn.execute(sa.text("SELECT state, count(*) FROM kestra_task_claim GROUP BY state")).all()
-            )
-        if "claimed" not in claims or time.monotonic() > deadline:
-            return claims
-        time.sleep(0.5)
+def claim_states(db) -> dict[str, int]:
+    with db.connect() as conn:
+        return dict(
+            conn.execute(sa.text("SELECT state, count(*) FROM kestra_task_claim GROUP BY state")).all()
+        )
 
 
 def assert_nothing_ran_twice(db) -> None:
@@ -140,7 +135,8 @@ def test_200_noop_and_20_chain_runs_succeed(stack, db):
         "success": 20
     }
     # A run is done once its task reported success; its runner finishes (logs) a moment later.
-    assert wait_claims_finished(db, timeout=60) == {"success": 400}
+    wait_until(lambda: "claimed" not in claim_states(db), 60, lambda: f"claims open: {claim_states(db)}")
+    assert claim_states(db) == {"success": 400}
     with db.connect() as conn:
         states = dict(conn.execute(sa.text("SELECT state, count(*) FROM task_instance GROUP BY state")).all())
     assert states == {"success": 400}
@@ -164,12 +160,9 @@ def test_task_environment_has_no_secrets(stack, db, tmp_path):
 def test_killed_task_process_fails_within_seconds(stack, db, tmp_path):
     pid_file = tmp_path / "pid"
     trigger(stack, "kestra_test_sleeper", 1, {"pid_file": str(pid_file)})
-    deadline = time.monotonic() + 120
-    while not pid_file.exists() or not pid_file.read_text():
-        assert time.monotonic() < deadline, "the task never started"
-        time.sleep(0.2)
+    pid = wait_until(lambda: pid_file.exists() and pid_file.read_text(), 120, "the task never started", 0.2)
     killed_at = time.monotonic()
-    os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    os.kill(int(pid), signal.SIGKILL)
     assert wait_runs_terminal(stack, db, "kestra_test_sleeper", 1, timeout=60, check_dead=True) == {
         "failed": 1
     }
@@ -193,16 +186,16 @@ def test_two_worker_processes_never_claim_the_same_ti(stack, db):
         before = conn.execute(sa.text("SELECT count(*) FROM kestra_task_claim")).scalar()
     for n in (1, 2):
         stack.supervisor.start(f"kestra-worker-{n}", airflow_argv("kestra", "worker", "--concurrency", "8"))
-    deadline = time.monotonic() + 120
-    while True:
+
+    def remote_workers_running() -> int:
         with db.connect() as conn:
-            alive = conn.execute(
-                sa.text("SELECT count(*) FROM kestra_worker WHERE state = 'running' AND NOT embedded")
-            ).scalar()
-        if alive == 2:
-            break
-        assert time.monotonic() < deadline, "the worker processes did not register"
-        time.sleep(0.5)
+            return int(
+                conn.execute(
+                    sa.text("SELECT count(*) FROM kestra_worker WHERE state = 'running' AND NOT embedded")
+                ).scalar_one()
+            )
+
+    wait_until(lambda: remote_workers_running() == 2, 120, "the worker processes did not register")
     trigger(stack, "kestra_bench_noop", 80)
     assert wait_runs_terminal(stack, db, "kestra_bench_noop", 280, timeout=600, check_dead=True) == {
         "success": 280
