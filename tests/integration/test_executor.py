@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from airflow_kestra_provider.stack.environment import KESTRA_EXECUTOR
+from airflow_kestra_provider.stack.environment import KESTRA_EXECUTOR, free_port
 from airflow_kestra_provider.stack.processes import airflow_argv
-from tests.integration.conftest import DAGS_EXAMPLES, free_port, wait_until
+from tests.integration.conftest import DAGS_EXAMPLES, wait_until
 from tests.integration.reliability import trigger, wait_runs_terminal
 
 pytestmark = pytest.mark.integration

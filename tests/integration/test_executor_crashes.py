@@ -16,9 +16,9 @@ import psutil
 import pytest
 import sqlalchemy as sa
 
-from airflow_kestra_provider.stack.environment import KESTRA_EXECUTOR
+from airflow_kestra_provider.stack.environment import KESTRA_EXECUTOR, free_port
 from airflow_kestra_provider.stack.processes import airflow_argv
-from tests.integration.conftest import free_port, wait_until
+from tests.integration.conftest import wait_until
 from tests.integration.reliability import (
     MARK_DAG_ID,
     assert_each_try_ran_at_most_once,

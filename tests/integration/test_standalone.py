@@ -17,7 +17,8 @@ import psutil
 import pytest
 
 from airflow_kestra_provider.stack.api_client import AirflowApiClient
-from tests.integration.conftest import free_port, wait_until
+from airflow_kestra_provider.stack.environment import free_port
+from tests.integration.conftest import wait_until
 
 pytestmark = pytest.mark.integration
 
