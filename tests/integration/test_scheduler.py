@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from airflow_kestra_provider.scheduler.due_dags_file import write_due_dags
 from airflow_kestra_provider.scheduler.notify import NotifyWaker
 from airflow_kestra_provider.stack.processes import airflow_argv, run_airflow
 from tests.integration.conftest import DAGS_EXAMPLES, wait_until
+from tests.integration.due_dags_file import write_due_dags
 
 pytestmark = pytest.mark.integration
 
