@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,9 +57,9 @@ def latency_figure(
     ax.set_yscale("log")
     if all_rates:
         ax.set_xticks(sorted(all_rates))
-    plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
-    ax.yaxis.set_major_formatter(plain)
-    ax.yaxis.set_minor_formatter(plain)
+    label = matplotlib.ticker.FuncFormatter(lambda v, _: latency_tick_label(v, *ax.get_ylim()))
+    ax.yaxis.set_major_formatter(label)
+    ax.yaxis.set_minor_formatter(label)
     ax.set_xlabel("rate (runs triggered per second)")
     ax.set_ylabel("latency: run end - run queued (s)")
     ax.set_title(title)
@@ -66,3 +67,26 @@ def latency_figure(
     if plotted:
         ax.legend()
     return fig
+
+
+def latency_tick_label(value: float, low: float, high: float) -> str:
+    """Text of the log-scale latency tick at ``value`` s while the axis shows ``low`` .. ``high`` s.
+
+    Decades (0.1, 1, 10, ...) are always labelled, as plain numbers. The ticks between them are
+    labelled only where that does not crowd the axis: none when two or more decades are in view,
+    2, 3 and 5 times a decade when fewer, every one when the view spans under 0.4 of a decade.
+    """
+    if value <= 0 or low <= 0 or high <= 0:
+        return ""
+    low, high = min(low, high), max(low, high)
+    mantissa = value / 10 ** math.floor(math.log10(value) + 1e-9)
+    if math.isclose(mantissa, 1) or math.isclose(mantissa, 10):
+        return f"{value:g}"
+    decades_in_view = math.floor(math.log10(high) + 1e-9) - math.floor(math.log10(low) + 1e-9)
+    if decades_in_view >= 2:
+        return ""
+    if math.log10(high / low) < 0.4:
+        return f"{value:g}"
+    if round(mantissa) in (2, 3, 5) and math.isclose(mantissa, round(mantissa), rel_tol=1e-6):
+        return f"{value:g}"
+    return ""

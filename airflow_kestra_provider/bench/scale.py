@@ -157,7 +157,7 @@ def _one_stack(
         log(f"{name}: migrating a fresh database ...")
         stack.migrate()
         log(f"{name}: loading {count} {run.schedule} DAGs ({run.method}) ...")
-        loaded = _load(stack, dags, count, run.method, run.schedule)
+        loaded = load_dags(stack, dags, count, run.method, run.schedule)
         log(
             f"{name}: loaded in {loaded['load_seconds']:.1f} s; starting `airflow {' '.join(kind.scheduler_args)}` alone"
         )
@@ -242,7 +242,15 @@ def _since(start: datetime, end: datetime | None) -> float | None:
     return (end - start).total_seconds()
 
 
-def _load(stack: AirflowStack, dags: Path, count: int, method: str, schedule: str) -> dict[str, Any]:
+def load_dags(stack: AirflowStack, dags: Path, count: int, method: str, schedule: str) -> dict[str, Any]:
+    """Write ``count`` scale DAGs of ``dags`` into ``stack``'s (migrated) database with :mod:`scale_loader`.
+
+    The loader runs as a subprocess with the stack's environment, so it writes to that stack's
+    database with that stack's config. ``method`` is the loader's ``--method`` (``parse``, ``clone``
+    or ``processor``), ``schedule`` its ``--schedule`` (``daily`` or ``assets``). Returns the
+    loader's JSON summary (``load_seconds``, ``method``, ...); raises ``RuntimeError`` with the
+    tail of its output if it fails.
+    """
     argv = [str(dags), str(count), "--method", method, "--schedule", schedule]
     result = subprocess.run(
         [sys.executable, "-m", "airflow_kestra_provider.bench.scale_loader", *argv],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from logging import getLogger
 from logging.config import fileConfig
+from typing import Any
 
 from airflow import settings
 from alembic import context
@@ -23,14 +24,18 @@ def include_object(_obj, name, type_, *_args) -> bool:
     return type_ != "table" or name in target_metadata.tables
 
 
-def run_migrations_offline() -> None:
+def _configure(**kw: Any) -> None:
+    """``context.configure`` with what offline and online runs share: our metadata and version table."""
     context.configure(
-        url=settings.SQL_ALCHEMY_CONN,
         target_metadata=target_metadata,
-        literal_binds=True,
         version_table=KestraDBManager.version_table_name,
         include_object=include_object,
+        **kw,
     )
+
+
+def run_migrations_offline() -> None:
+    _configure(url=settings.SQL_ALCHEMY_CONN, literal_binds=True)
     with context.begin_transaction():
         context.run_migrations()
 
@@ -42,13 +47,7 @@ def run_migrations_online() -> None:
             if settings.engine is None:
                 raise RuntimeError("Airflow's ORM is not configured")
             connection = stack.enter_context(settings.engine.connect())
-        context.configure(
-            connection=connection,
-            target_metadata=target_metadata,
-            transaction_per_migration=True,
-            version_table=KestraDBManager.version_table_name,
-            include_object=include_object,
-        )
+        _configure(connection=connection, transaction_per_migration=True)
         with context.begin_transaction():
             context.run_migrations()
 

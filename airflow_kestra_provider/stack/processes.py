@@ -34,13 +34,33 @@ def airflow_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "airflow", *args]
 
 
-class Supervisor:
-    """Starts components, reports which died, and stops them all with their children."""
+# A component may be started again this many times within this many seconds (a service manager's
+# start limit); one more exit within the window means it keeps failing.
+MAX_RESTARTS = 5
+RESTART_WINDOW = 300.0
 
-    def __init__(self, env: Mapping[str, str], log_dir: Path) -> None:
+
+class RestartLimitExceeded(RuntimeError):
+    """A component exited again after ``max_restarts`` restarts within ``restart_window`` seconds."""
+
+
+class Supervisor:
+    """Starts components, restarts those that exited (within a limit), reports which died, and
+    stops them all with their children."""
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        log_dir: Path,
+        max_restarts: int = MAX_RESTARTS,
+        restart_window: float = RESTART_WINDOW,
+    ) -> None:
         self.env = dict(env)
         self.log_dir = log_dir
         self.components: list[Component] = []
+        self.max_restarts = max_restarts
+        self.restart_window = restart_window
+        self._restarts: dict[str, list[float]] = {}
 
     def start(self, name: str, argv: Sequence[str]) -> Component:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -58,10 +78,22 @@ class Supervisor:
         return component
 
     def restart(self, name: str) -> Component:
-        """Start the exited component ``name`` again with the same command line (its log goes on)."""
+        """Start the exited component ``name`` again with the same command line (its log goes on).
+
+        Raises RestartLimitExceeded, and leaves it stopped, when ``name`` was already restarted
+        ``max_restarts`` times within the last ``restart_window`` seconds.
+        """
         old = next(c for c in self.components if c.name == name)
         if old.alive():
             raise RuntimeError(f"{name} is still running")
+        now = time.monotonic()
+        recent = [t for t in self._restarts.get(name, []) if now - t < self.restart_window]
+        if len(recent) >= self.max_restarts:
+            raise RestartLimitExceeded(
+                f"{name} exited {len(recent) + 1} times within {self.restart_window:.0f}s; last lines of "
+                f"its log:\n{self.log_tail(name)}"
+            )
+        self._restarts[name] = [*recent, now]
         if old.process is not None:
             _signal_group(old.process.pid, signal.SIGKILL)  # children it may have left behind
         self.components.remove(old)

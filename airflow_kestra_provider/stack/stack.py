@@ -15,7 +15,12 @@ from airflow_kestra_provider.stack.environment import (
     admin_password,
     stack_environment,
 )
-from airflow_kestra_provider.stack.processes import Supervisor, airflow_argv, run_airflow
+from airflow_kestra_provider.stack.processes import (
+    RestartLimitExceeded,
+    Supervisor,
+    airflow_argv,
+    run_airflow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +45,6 @@ class AirflowStack:
         self.api_workers = api_workers
         self.env = stack_environment(config)
         self.supervisor = Supervisor(self.env, config.home / "logs" / "components")
-        self._restarts: dict[str, list[float]] = {}
 
     @property
     def password(self) -> str:
@@ -97,23 +101,18 @@ class AirflowStack:
             name = dead[0].name
             raise StackFailed(f"{name} exited; last lines of its log:\n{self.supervisor.log_tail(name)}")
 
-    def restart_dead(self, max_restarts: int = 5, window: float = 300.0) -> list[str]:
+    def restart_dead(self) -> list[str]:
         """Start every component that exited again, as a service manager would (Airflow's
         scheduler, dag-processor and triggerer exit when the database goes away); returns their
-        names. A component that needs more than ``max_restarts`` restarts within ``window``
-        seconds raises StackFailed."""
-        now = time.monotonic()
+        names. A component that keeps exiting (beyond the supervisor's restart limit, by default
+        5 restarts within 5 minutes) raises StackFailed."""
         restarted = []
         for component in self.supervisor.dead():
-            recent = [t for t in self._restarts.get(component.name, []) if now - t < window]
-            if len(recent) >= max_restarts:
-                raise StackFailed(
-                    f"{component.name} exited {len(recent) + 1} times within {window:.0f}s; last lines of "
-                    f"its log:\n{self.supervisor.log_tail(component.name)}"
-                )
-            self._restarts[component.name] = [*recent, now]
-            log.warning("%s exited; starting it again", component.name)
-            self.supervisor.restart(component.name)
+            try:
+                self.supervisor.restart(component.name)
+            except RestartLimitExceeded as err:
+                raise StackFailed(str(err)) from err
+            log.warning("%s exited; started it again", component.name)
             restarted.append(component.name)
         return restarted
 

@@ -5,8 +5,10 @@ Start a stack once per test module (``start_stack`` in a module-scoped fixture),
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import sqlalchemy as sa
@@ -17,6 +19,34 @@ from airflow_kestra_provider.stack.stack import AirflowStack
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS_EXAMPLES = REPO / "dags_examples"
+
+T = TypeVar("T")
+
+
+def wait_until(
+    predicate: Callable[[], T],
+    timeout: float,
+    message: str | Callable[[], str],
+    interval: float = 0.5,
+    stack: AirflowStack | None = None,
+) -> T:
+    """Call ``predicate`` every ``interval`` seconds until it returns a truthy value, and return it.
+
+    After ``timeout`` seconds fail with ``message`` (a callable is called then, so it can show the
+    state at that moment). With ``stack``, first fail at once if one of its components died.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if stack is not None:
+            stack.raise_if_dead()
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(
+                f"timed out after {timeout:.0f}s: {message() if callable(message) else message}"
+            )
+        time.sleep(interval)
 
 
 @pytest.fixture(scope="session")

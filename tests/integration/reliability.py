@@ -1,4 +1,4 @@
-"""Helpers for the executor reliability modules (``test_executor_*.py``).
+"""Helpers for the executor modules (``test_executor.py``, ``test_executor_*.py``).
 
 Every task of the ``kestra_test_mark`` DAG appends one line to a marks file when it starts
 (``start <run_id> <task_id> <try>``) and one when it ends (``end ...``): counting ``start`` lines
@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import time
 from pathlib import Path
 
 import sqlalchemy as sa
 
 from airflow_kestra_provider.stack.processes import Component, Supervisor
 from airflow_kestra_provider.stack.stack import AirflowStack
+from tests.integration.conftest import wait_until
 
 MARK_DAG_ID = "kestra_test_mark"
 
@@ -93,18 +93,23 @@ def run_states(db: sa.Engine, dag_id: str) -> dict[str, int]:
 def wait_runs_terminal(
     stack: AirflowStack, db: sa.Engine, dag_id: str, expected: int, timeout: float, check_dead: bool = True
 ) -> dict[str, int]:
-    deadline = time.monotonic() + timeout
-    while True:
-        if check_dead:
-            stack.raise_if_dead()
-        states: dict[str, int] = {}
+    states: dict[str, int] = {}
+
+    def terminal() -> bool:
+        nonlocal states
+        states = {}
         with contextlib.suppress(sa.exc.OperationalError):
             states = run_states(db, dag_id)
-        if sum(states.values()) >= expected and set(states) <= {"success", "failed"}:
-            return states
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{dag_id}: runs not terminal after {timeout:.0f}s: {states}")
-        time.sleep(1.0)
+        return sum(states.values()) >= expected and set(states) <= {"success", "failed"}
+
+    wait_until(
+        terminal,
+        timeout,
+        lambda: f"{dag_id}: runs not terminal: {states}",
+        interval=1.0,
+        stack=stack if check_dead else None,
+    )
+    return states
 
 
 def trigger(stack: AirflowStack, dag_id: str, count: int, conf: dict | None = None) -> list[str]:

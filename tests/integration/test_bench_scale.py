@@ -8,8 +8,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from airflow_kestra_provider.bench.compare import StackPlan
-from airflow_kestra_provider.bench.scale import scale
+from airflow_kestra_provider.bench.scale import load_dags, scale
 from airflow_kestra_provider.bench.scale_dags import SCALE_FILE, SHARED_ASSET, scale_file_source
 from airflow_kestra_provider.stack.environment import StackConfig, free_port
 from airflow_kestra_provider.stack.stack import AirflowStack
@@ -62,16 +60,8 @@ def _load(
         dags_folder=dags,
         port=free_port(),
     )
-    stack = AirflowStack(config)
-    argv = [str(dags), str(COUNT), "--method", method, "--schedule", schedule]
-    result = subprocess.run(
-        [sys.executable, "-m", "airflow_kestra_provider.bench.scale_loader", *argv],
-        env=stack.env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    loaded = load_dags(AirflowStack(config), dags, COUNT, method, schedule)
+    assert loaded["method"] == method
     return config.sql_alchemy_conn
 
 

@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from airflow_kestra_provider.stack.environment import KESTRA_EXECUTOR
+from airflow_kestra_provider.stack.environment import KESTRA_EXECUTOR, free_port
 from airflow_kestra_provider.stack.processes import airflow_argv
-from tests.integration.conftest import DAGS_EXAMPLES, free_port
+from tests.integration.conftest import DAGS_EXAMPLES, wait_until
+from tests.integration.reliability import trigger, wait_runs_terminal
 
 pytestmark = pytest.mark.integration
 
@@ -105,41 +106,11 @@ def stack(start_stack, dags_folder):
     return stack
 
 
-def run_states(db, dag_id: str) -> dict[str, int]:
+def claim_states(db) -> dict[str, int]:
     with db.connect() as conn:
-        rows = conn.execute(
-            sa.text("SELECT state, count(*) FROM dag_run WHERE dag_id = :d GROUP BY state"), {"d": dag_id}
-        ).all()
-    return {state: count for state, count in rows}
-
-
-def wait_runs_terminal(stack, db, dag_id: str, expected: int, timeout: float) -> dict[str, int]:
-    deadline = time.monotonic() + timeout
-    while True:
-        stack.raise_if_dead()
-        states = run_states(db, dag_id)
-        if sum(states.values()) >= expected and set(states) <= {"success", "failed"}:
-            return states
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{dag_id}: runs not terminal after {timeout:.0f}s: {states}")
-        time.sleep(1.0)
-
-
-def wait_claims_finished(db, timeout: float) -> dict[str, int]:
-    deadline = time.monotonic() + timeout
-    while True:
-        with db.connect() as conn:
-            claims = dict(
-                conn.execute(sa.text("SELECT state, count(*) FROM kestra_task_claim GROUP BY state")).all()
-            )
-        if "claimed" not in claims or time.monotonic() > deadline:
-            return claims
-        time.sleep(0.5)
-
-
-def trigger(stack, dag_id: str, count: int, conf: dict | None = None) -> list[str]:
-    with stack.client() as client:
-        return [client.trigger(dag_id, conf)["dag_run_id"] for _ in range(count)]
+        return dict(
+            conn.execute(sa.text("SELECT state, count(*) FROM kestra_task_claim GROUP BY state")).all()
+        )
 
 
 def assert_nothing_ran_twice(db) -> None:
@@ -157,10 +128,15 @@ def assert_nothing_ran_twice(db) -> None:
 def test_200_noop_and_20_chain_runs_succeed(stack, db):
     trigger(stack, "kestra_bench_noop", 200)
     trigger(stack, "kestra_bench_chain10", 20)
-    assert wait_runs_terminal(stack, db, "kestra_bench_noop", 200, timeout=600) == {"success": 200}
-    assert wait_runs_terminal(stack, db, "kestra_bench_chain10", 20, timeout=600) == {"success": 20}
+    assert wait_runs_terminal(stack, db, "kestra_bench_noop", 200, timeout=600, check_dead=True) == {
+        "success": 200
+    }
+    assert wait_runs_terminal(stack, db, "kestra_bench_chain10", 20, timeout=600, check_dead=True) == {
+        "success": 20
+    }
     # A run is done once its task reported success; its runner finishes (logs) a moment later.
-    assert wait_claims_finished(db, timeout=60) == {"success": 400}
+    wait_until(lambda: "claimed" not in claim_states(db), 60, lambda: f"claims open: {claim_states(db)}")
+    assert claim_states(db) == {"success": 400}
     with db.connect() as conn:
         states = dict(conn.execute(sa.text("SELECT state, count(*) FROM task_instance GROUP BY state")).all())
     assert states == {"success": 400}
@@ -170,7 +146,9 @@ def test_200_noop_and_20_chain_runs_succeed(stack, db):
 def test_task_environment_has_no_secrets(stack, db, tmp_path):
     path = tmp_path / "env.json"
     trigger(stack, "kestra_test_env_dump", 1, {"path": str(path)})
-    assert wait_runs_terminal(stack, db, "kestra_test_env_dump", 1, timeout=120) == {"success": 1}
+    assert wait_runs_terminal(stack, db, "kestra_test_env_dump", 1, timeout=120, check_dead=True) == {
+        "success": 1
+    }
     environment = json.loads(path.read_text())
     assert "AIRFLOW_HOME" in environment  # the dump is real
     for name in SECRET_NAMES:
@@ -182,13 +160,12 @@ def test_task_environment_has_no_secrets(stack, db, tmp_path):
 def test_killed_task_process_fails_within_seconds(stack, db, tmp_path):
     pid_file = tmp_path / "pid"
     trigger(stack, "kestra_test_sleeper", 1, {"pid_file": str(pid_file)})
-    deadline = time.monotonic() + 120
-    while not pid_file.exists() or not pid_file.read_text():
-        assert time.monotonic() < deadline, "the task never started"
-        time.sleep(0.2)
+    pid = wait_until(lambda: pid_file.exists() and pid_file.read_text(), 120, "the task never started", 0.2)
     killed_at = time.monotonic()
-    os.kill(int(pid_file.read_text()), signal.SIGKILL)
-    assert wait_runs_terminal(stack, db, "kestra_test_sleeper", 1, timeout=60) == {"failed": 1}
+    os.kill(int(pid), signal.SIGKILL)
+    assert wait_runs_terminal(stack, db, "kestra_test_sleeper", 1, timeout=60, check_dead=True) == {
+        "failed": 1
+    }
     took = time.monotonic() - killed_at
     with db.connect() as conn:
         ti_states = (
@@ -209,18 +186,20 @@ def test_two_worker_processes_never_claim_the_same_ti(stack, db):
         before = conn.execute(sa.text("SELECT count(*) FROM kestra_task_claim")).scalar()
     for n in (1, 2):
         stack.supervisor.start(f"kestra-worker-{n}", airflow_argv("kestra", "worker", "--concurrency", "8"))
-    deadline = time.monotonic() + 120
-    while True:
+
+    def remote_workers_running() -> int:
         with db.connect() as conn:
-            alive = conn.execute(
-                sa.text("SELECT count(*) FROM kestra_worker WHERE state = 'running' AND NOT embedded")
-            ).scalar()
-        if alive == 2:
-            break
-        assert time.monotonic() < deadline, "the worker processes did not register"
-        time.sleep(0.5)
+            return int(
+                conn.execute(
+                    sa.text("SELECT count(*) FROM kestra_worker WHERE state = 'running' AND NOT embedded")
+                ).scalar_one()
+            )
+
+    wait_until(lambda: remote_workers_running() == 2, 120, "the worker processes did not register")
     trigger(stack, "kestra_bench_noop", 80)
-    assert wait_runs_terminal(stack, db, "kestra_bench_noop", 280, timeout=600) == {"success": 280}
+    assert wait_runs_terminal(stack, db, "kestra_bench_noop", 280, timeout=600, check_dead=True) == {
+        "success": 280
+    }
     with db.connect() as conn:
         per_worker = dict(
             conn.execute(
@@ -250,7 +229,9 @@ def test_scheduler_restart_mid_load(stack, db):
     if scheduler.log_file is not None:
         scheduler.log_file.close()
     stack.supervisor.start("scheduler", airflow_argv("scheduler"))
-    assert wait_runs_terminal(stack, db, "kestra_bench_chain10", 30, timeout=600) == {"success": 30}
+    assert wait_runs_terminal(stack, db, "kestra_bench_chain10", 30, timeout=600, check_dead=True) == {
+        "success": 30
+    }
     with db.connect() as conn:
         open_tis = conn.execute(
             sa.text("SELECT count(*) FROM task_instance WHERE state IN ('queued', 'running', 'scheduled')")

@@ -16,9 +16,9 @@ import psutil
 import pytest
 import sqlalchemy as sa
 
-from airflow_kestra_provider.stack.environment import KESTRA_EXECUTOR
+from airflow_kestra_provider.stack.environment import KESTRA_EXECUTOR, free_port
 from airflow_kestra_provider.stack.processes import airflow_argv
-from tests.integration.conftest import free_port
+from tests.integration.conftest import wait_until
 from tests.integration.reliability import (
     MARK_DAG_ID,
     assert_each_try_ran_at_most_once,
@@ -79,16 +79,13 @@ def open_claims(db, worker_id: str | None = None) -> list[tuple[str, str, int, s
 
 
 def worker_id_of(db, pid: int, timeout: float = 120) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
+    def running_row() -> object:
         with db.connect() as conn:
-            found = conn.execute(
+            return conn.execute(
                 sa.text("SELECT id FROM kestra_worker WHERE pid = :p AND state = 'running'"), {"p": pid}
             ).scalar()
-        if found:
-            return str(found)
-        assert time.monotonic() < deadline, f"no running worker row for pid {pid}"
-        time.sleep(0.5)
+
+    return str(wait_until(running_row, timeout, f"no running worker row for pid {pid}"))
 
 
 def kill_tree(pid: int) -> list[psutil.Process]:
@@ -111,22 +108,10 @@ def started_not_ended(marks: Path) -> set[tuple[str, str, int]]:
     return {key for key in found["start"] if not found["end"][key]}
 
 
-def wait_until(predicate, timeout: float, what: str, stack=None):
-    deadline = time.monotonic() + timeout
-    while True:
-        if stack is not None:
-            stack.raise_if_dead()
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
-
-
 def check_end_state(stack, db, marks: Path, runs: int) -> dict[str, int]:
     states = wait_runs_terminal(stack, db, MARK_DAG_ID, runs, timeout=600)
     assert open_task_instances(db) == 0
-    wait_until(lambda: not open_claims(db), 60, "every claim to finish")
+    wait_until(lambda: not open_claims(db), 60, lambda: f"claims not finished: {open_claims(db)}")
     assert_each_try_ran_at_most_once(marks)
     assert_successes_ran(db, MARK_DAG_ID, marks)
     return states
@@ -148,7 +133,7 @@ def test_sigkill_of_a_whole_worker_mid_task(stack, db, marks):
         begun = started_not_ended(marks)
         return [c for c in running if c[:3] in begun]
 
-    killed = wait_until(victim_running, 180, "the victim worker to run a task", stack)
+    killed = wait_until(victim_running, 180, "the victim worker ran no task", interval=0.2, stack=stack)
     members = kill_tree(victim.process.pid)
     victim.process.wait(10)
     stack.supervisor.components.remove(victim)
@@ -204,7 +189,9 @@ def test_kill_9_of_the_scheduler_with_queued_and_running_tasks(stack, db, marks)
         begun = started_not_ended(marks) - earlier
         return (begun, queued) if begun and queued else None
 
-    begun, queued = wait_until(running_and_queued, 180, "running and queued task instances", stack)
+    begun, queued = wait_until(
+        running_and_queued, 180, "no running and queued task instances at once", interval=0.2, stack=stack
+    )
     scheduler = component(stack.supervisor, "scheduler")
     assert scheduler.process is not None
     kill_tree(scheduler.process.pid)

@@ -15,9 +15,14 @@ from alembic.migration import MigrationContext
 
 from airflow_kestra_provider.models.db import KestraDBManager
 from airflow_kestra_provider.models.tables import metadata
-from airflow_kestra_provider.stack.environment import KESTRA_EXECUTOR, StackConfig, stack_environment
+from airflow_kestra_provider.stack.environment import (
+    KESTRA_EXECUTOR,
+    StackConfig,
+    free_port,
+    stack_environment,
+)
 from airflow_kestra_provider.stack.processes import run_airflow
-from tests.integration.conftest import DAGS_EXAMPLES, create_database, free_port
+from tests.integration.conftest import DAGS_EXAMPLES, create_database
 
 pytestmark = pytest.mark.integration
 

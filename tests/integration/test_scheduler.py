@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from airflow_kestra_provider.scheduler.due_dags_file import write_due_dags
 from airflow_kestra_provider.scheduler.notify import NotifyWaker
 from airflow_kestra_provider.stack.processes import airflow_argv, run_airflow
+from tests.integration.conftest import DAGS_EXAMPLES, wait_until
+from tests.integration.due_dags_file import write_due_dags
 
 pytestmark = pytest.mark.integration
 
 HERE = Path(__file__).resolve().parent
-DAGS_EXAMPLES = HERE.parents[1] / "dags_examples"
 DUE_DAGS = 300
 CHANGING_V1 = """
 from airflow.sdk import dag, task
@@ -159,16 +159,22 @@ def test_asset_event_triggers_consumer_once(stack, db):
         client.wait_for_dag("kestra_sched_consumer", timeout=120)
     producer = _run_and_wait(stack, "kestra_sched_producer")
     assert producer["state"] == "success"
-    deadline = time.monotonic() + 120
-    while True:
+
+    def consumer_runs() -> list[sa.Row]:
         with db.connect() as conn:
-            runs = conn.execute(
-                sa.text("SELECT run_id, run_type, state FROM dag_run WHERE dag_id = 'kestra_sched_consumer'")
-            ).all()
-        if runs and all(r.state in ("success", "failed") for r in runs):
-            break
-        assert time.monotonic() < deadline, f"consumer runs not finished: {runs}"
-        time.sleep(0.5)
+            return list(
+                conn.execute(
+                    sa.text(
+                        "SELECT run_id, run_type, state FROM dag_run WHERE dag_id = 'kestra_sched_consumer'"
+                    )
+                ).all()
+            )
+
+    def finished_runs() -> list[sa.Row] | None:
+        runs = consumer_runs()
+        return runs if runs and all(r.state in ("success", "failed") for r in runs) else None
+
+    runs = wait_until(finished_runs, 120, lambda: f"consumer runs not finished: {consumer_runs()}")
     assert [(r.run_type, r.state) for r in runs] == [("asset_triggered", "success")]
     with db.connect() as conn:
         queued = conn.execute(sa.text("SELECT count(*) FROM asset_dag_run_queue")).scalar()
@@ -183,16 +189,16 @@ def test_dag_changed_while_cached_runs_new_version(stack, db, dags_folder):
     with stack.client() as client:
         token = client.get_dag("kestra_sched_changing")["file_token"]
         client.request("PUT", f"/api/v2/parseDagFile/{token}")
-    deadline = time.monotonic() + 120
-    while True:
+
+    def versions() -> int:
         with db.connect() as conn:
-            versions = conn.execute(
-                sa.text("SELECT count(*) FROM dag_version WHERE dag_id = 'kestra_sched_changing'")
-            ).scalar()
-        if versions and versions >= 2:
-            break
-        assert time.monotonic() < deadline, "the changed DAG was not re-parsed"
-        time.sleep(0.5)
+            return int(
+                conn.execute(
+                    sa.text("SELECT count(*) FROM dag_version WHERE dag_id = 'kestra_sched_changing'")
+                ).scalar_one()
+            )
+
+    wait_until(lambda: versions() >= 2, 120, "the changed DAG was not re-parsed")
 
     second = _run_and_wait(stack, "kestra_sched_changing")
     assert second["state"] == "success"
@@ -204,9 +210,8 @@ def test_dag_changed_while_cached_runs_new_version(stack, db, dags_folder):
 
 def test_many_due_dags_get_exactly_one_run_each_with_two_replicas(stack, db, dags_folder):
     write_due_dags(dags_folder, DUE_DAGS, prefix="kestra_due")
-    deadline = time.monotonic() + 300
-    while True:
-        stack.raise_if_dead()
+
+    def parsed_and_with_runs() -> tuple[int, int]:
         with db.connect() as conn:
             parsed, with_runs = conn.execute(
                 sa.text(
@@ -214,10 +219,15 @@ def test_many_due_dags_get_exactly_one_run_each_with_two_replicas(stack, db, dag
                     " (SELECT count(DISTINCT dag_id) FROM dag_run WHERE dag_id LIKE 'kestra\\_due\\_%')"
                 )
             ).one()
-        if parsed == DUE_DAGS and with_runs == DUE_DAGS:
-            break
-        assert time.monotonic() < deadline, f"{parsed} parsed, {with_runs} with runs"
-        time.sleep(1)
+        return int(parsed), int(with_runs)
+
+    wait_until(
+        lambda: parsed_and_with_runs() == (DUE_DAGS, DUE_DAGS),
+        300,
+        lambda: "{} parsed, {} with runs".format(*parsed_and_with_runs()),
+        interval=1.0,
+        stack=stack,
+    )
     time.sleep(3)  # give a duplicate, if any scheduler were to create one, time to appear
     with db.connect() as conn:
         rows = conn.execute(

@@ -17,7 +17,8 @@ import psutil
 import pytest
 
 from airflow_kestra_provider.stack.api_client import AirflowApiClient
-from tests.integration.conftest import free_port
+from airflow_kestra_provider.stack.environment import free_port
+from tests.integration.conftest import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -85,11 +86,12 @@ def standalone(tmp_path_factory) -> Iterator[Standalone]:
 
 
 def test_prints_health_of_every_component(standalone):
-    deadline = time.monotonic() + 30
-    while not any("health:" in line for line in standalone.output):
-        assert time.monotonic() < deadline, "no health line printed"
-        time.sleep(0.2)
-    line = next(line for line in standalone.output if "health:" in line)
+    line = wait_until(
+        lambda: next((line for line in standalone.output if "health:" in line), None),
+        30,
+        "no health line printed",
+        interval=0.2,
+    )
     for component in ("dag_processor", "metadatabase", "scheduler", "triggerer"):
         assert f"{component}=healthy" in line
 
@@ -126,10 +128,11 @@ def test_asset_event_triggers_consumer(standalone):
         before = len(client.list_runs("kestra_asset_consumer"))
         run = client.trigger("kestra_asset_producer")
         assert client.wait_run("kestra_asset_producer", run["dag_run_id"], timeout=120)["state"] == "success"
-        deadline = time.monotonic() + 120
-        while len(client.list_runs("kestra_asset_consumer")) <= before:
-            assert time.monotonic() < deadline, "asset event did not trigger the consumer DAG"
-            time.sleep(0.5)
+        wait_until(
+            lambda: len(client.list_runs("kestra_asset_consumer")) > before,
+            120,
+            "asset event did not trigger the consumer DAG",
+        )
         consumer = client.list_runs("kestra_asset_consumer")[-1]
         assert (
             client.wait_run("kestra_asset_consumer", consumer["dag_run_id"], timeout=120)["state"]

@@ -2,7 +2,17 @@ from __future__ import annotations
 
 import struct
 
-from airflow_kestra_provider.bench.plot import COLOURS, DPI, HEIGHT_IN, WIDTH_IN, latency_figure, latency_plot
+import pytest
+
+from airflow_kestra_provider.bench.plot import (
+    COLOURS,
+    DPI,
+    HEIGHT_IN,
+    WIDTH_IN,
+    latency_figure,
+    latency_plot,
+    latency_tick_label,
+)
 from airflow_kestra_provider.bench.table import chain_table, compare_table, fmt_seconds, run_table
 
 
@@ -116,6 +126,49 @@ def test_latency_figure_one_p50_and_one_p99_line_per_stack():
     colours = {line.get_label().split()[0]: line.get_color() for line in lines}
     assert colours == COLOURS
     assert len(set(colours.values())) == 3
+
+
+@pytest.mark.parametrize(
+    ("value", "low", "high", "label"),
+    [
+        (0.1, 0.2, 100.0, "0.1"),  # decades always
+        (1.0, 0.2, 100.0, "1"),
+        (100.0, 0.2, 100.0, "100"),
+        (0.2, 0.2, 100.0, ""),  # two or more decades in view: nothing between them
+        (0.3, 0.2, 100.0, ""),
+        (5.0, 0.2, 100.0, ""),
+        (0.2, 0.15, 5.0, "0.2"),  # one decade in view: 2, 3 and 5 times a decade
+        (0.3, 0.15, 5.0, "0.3"),
+        (0.5, 0.15, 5.0, "0.5"),
+        (0.4, 0.15, 5.0, ""),
+        (0.7, 0.15, 5.0, ""),
+        (3.0, 0.15, 5.0, "3"),
+        (0.4, 0.3, 0.35, "0.4"),  # under 0.4 of a decade: every tick
+        (0.31, 0.3, 0.35, "0.31"),
+    ],
+)
+def test_latency_tick_label(value, low, high, label):
+    assert latency_tick_label(value, low, high) == label
+
+
+def test_latency_figure_labels_only_decades_over_several_decades():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = latency_figure(
+        {
+            "stock": [_result(2, 1.9, 2.9), _result(5, 69, 77)],
+            "ours": [_result(2, 0.3, 0.6), _result(5, 0.4, 0.9)],
+        }
+    )
+    FigureCanvasAgg(fig).draw()
+    ax = fig.axes[0]
+    low, high = ax.get_ylim()
+
+    def shown(labels):
+        return [t.get_text() for t in labels if t.get_text() and low <= t.get_position()[1] <= high]
+
+    assert shown(ax.get_yticklabels(minor=True)) == []
+    assert shown(ax.get_yticklabels()) == ["1", "10", "100"]
 
 
 def test_latency_plot_png(tmp_path):

@@ -1,6 +1,6 @@
 """Write one DAG file that defines N ``@daily`` DAGs, all due as soon as they are parsed.
 
-Used by the scheduler's integration test.
+Used by the scheduler's integration test (``test_scheduler.py``).
 """
 
 from __future__ import annotations
