@@ -186,6 +186,20 @@ OPTIONS: tuple[Option, ...] = (
         86400,
     ),
     Option(
+        "execution_api_retry_window",
+        "float",
+        "120",
+        "Seconds for which a worker's task runners keep retrying a failed Execution API call "
+        "(connection error or HTTP 5xx, e.g. while the metadata database is down) before the "
+        "task gives up, so a task that starts or finishes during a database outage records its "
+        "real state once the database is back. Between attempts they back off as Airflow does "
+        "(``[workers] execution_api_retry_wait_min`` / ``_max``) and make at least "
+        "``[workers] execution_api_retries`` attempts. 0 keeps Airflow's own retries only.",
+        "300",
+        0,
+        86400,
+    ),
+    Option(
         "scheduler_loop_budget",
         "float",
         "1.0",
@@ -312,6 +326,10 @@ def worker_heartbeat_interval() -> float:
 
 def worker_timeout() -> float:
     return float(get("worker_timeout"))
+
+
+def execution_api_retry_window() -> float:
+    return float(get("execution_api_retry_window"))
 
 
 def scheduler_loop_budget() -> float:
