@@ -193,7 +193,8 @@ OPTIONS: tuple[Option, ...] = (
         "(connection error or HTTP 5xx, e.g. while the metadata database is down) before the "
         "task gives up, so a task that starts or finishes during a database outage records its "
         "real state once the database is back. Between attempts they back off as Airflow does "
-        "(``[workers] execution_api_retry_wait_min`` / ``_max``) and make at least "
+        "(random exponential from ``[workers] execution_api_retry_wait_min``) but wait at most "
+        "10 s (or ``[workers] execution_api_retry_wait_max`` if lower), and they make at least "
         "``[workers] execution_api_retries`` attempts. 0 keeps Airflow's own retries only.",
         "300",
         0,

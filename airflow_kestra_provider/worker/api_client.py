@@ -9,9 +9,10 @@ to 30 seconds in all. Past that the supervisor gives up: a task still preparing 
 ran, and a task that has done its work cannot record its success, so both end ``failed``.
 
 :class:`RetryWindowClient` is Airflow's client with the same retry policy (same retried errors,
-same back-off between ``[workers] execution_api_retry_wait_min`` and ``_max``, at least as many
+same random exponential back-off from ``[workers] execution_api_retry_wait_min``, at least as many
 attempts), except that it keeps retrying a request until ``[kestra] execution_api_retry_window``
-seconds have passed since its first attempt. Runners hand it to ``supervise_task`` (its
+seconds have passed since its first attempt, and waits at most :data:`MAX_WAIT` seconds between
+two attempts. Runners hand it to ``supervise_task`` (its
 ``client`` parameter), so only our runners and the tasks they supervise are affected; nothing in
 Airflow is patched.
 """
@@ -25,10 +26,17 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 from airflow.sdk.api.client import Client
-from tenacity import stop_after_attempt, stop_after_delay
+from tenacity import stop_after_attempt, stop_after_delay, wait_random_exponential
 
 if TYPE_CHECKING:
     from airflow.executors.workloads import ExecuteTask
+
+
+# Longest wait between two attempts (s), or ``[workers] execution_api_retry_wait_max`` if lower.
+# Airflow's back-off doubles up to 90 s by default: after a 30 s outage a task could then sleep
+# another minute before its next attempt, and a worker that is stopping (drain: 60 s) would kill
+# it meanwhile. Capped, a task goes on within about 10 s of the api-server answering again.
+MAX_WAIT = 10.0
 
 
 class RetryWindowClient(Client):
@@ -36,7 +44,9 @@ class RetryWindowClient(Client):
 
     A request stops being retried once it has made at least Airflow's number of attempts *and*
     ``retry_window`` seconds have passed since its first attempt (the last back-off may end a
-    little later). ``sleep`` is the function that waits between attempts (tests pass their own).
+    little later). Between attempts it waits as Airflow does (random exponential from
+    ``[workers] execution_api_retry_wait_min``), at most :data:`MAX_WAIT` seconds. ``sleep`` is
+    the function that waits (tests pass their own).
     """
 
     def __init__(
@@ -51,10 +61,13 @@ class RetryWindowClient(Client):
         super().__init__(**kwargs)
         self.retry_window = retry_window
         attempts = conf.getint("workers", "execution_api_retries")
+        wait_min = conf.getfloat("workers", "execution_api_retry_wait_min")
+        wait_max = min(conf.getfloat("workers", "execution_api_retry_wait_max"), MAX_WAIT)
         # Airflow's decorated method, re-wrapped with a longer stop condition (tenacity's public
-        # ``retry_with``): the retried errors, back-off and retry log stay Airflow's own.
+        # ``retry_with``): the retried errors and the retry log stay Airflow's own.
         self._request_with_retries = Client.request.retry_with(
             stop=stop_after_attempt(attempts) & stop_after_delay(retry_window),
+            wait=wait_random_exponential(min=wait_min, max=max(wait_min, wait_max)),
             sleep=sleep,
         )
 

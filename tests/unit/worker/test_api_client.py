@@ -9,7 +9,7 @@ import httpx
 import pytest
 from airflow.sdk.api.client import ServerResponseError
 
-from airflow_kestra_provider.worker.api_client import RetryWindowClient
+from airflow_kestra_provider.worker.api_client import MAX_WAIT, RetryWindowClient
 
 TI_ID = uuid.UUID("01a22644-3d01-7686-8410-a9454111a939")
 DATABASE_ERROR = {
@@ -57,9 +57,21 @@ def test_retries_past_airflows_attempts_within_the_window():
     with make_client(api, window=600, sleeps=sleeps) as client:
         client.task_instances.heartbeat(TI_ID, pid=123)
     assert api.requests == [f"PUT /execution/task-instances/{TI_ID}/heartbeat"] * 9
-    # Airflow's back-off between attempts: random exponential within [wait_min, wait_max].
+    # Airflow's back-off between attempts (random exponential from [workers]
+    # execution_api_retry_wait_min = 1 s), but never longer than MAX_WAIT.
     assert len(sleeps) == 8
-    assert all(1.0 <= s <= 90.0 for s in sleeps)
+    assert sleeps[0] == 1.0
+    assert all(1.0 <= s <= MAX_WAIT for s in sleeps)
+
+
+def test_waits_at_most_airflows_wait_max_when_lower(monkeypatch):
+    monkeypatch.setenv("AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MAX", "3")
+    api = FlakyApi(failures=12)
+    sleeps: list[float] = []
+    with make_client(api, window=600, sleeps=sleeps) as client:
+        client.task_instances.heartbeat(TI_ID, pid=123)
+    assert len(sleeps) == 12
+    assert all(1.0 <= s <= 3.0 for s in sleeps)
 
 
 def test_refused_connections_are_retried_too():
