@@ -4,9 +4,11 @@ Every call a task makes to the api-server (start, rendered fields, XComs, heartb
 ``succeed`` / ``finish``) goes through the supervisor's :class:`~airflow.sdk.api.client.Client`.
 While the metadata database is down the api-server answers those calls with HTTP 500 ("Database
 error"), or refuses the connection if it is itself restarting. Airflow's client retries such
-errors ``[workers] execution_api_retries`` times (5) with a random exponential back-off: about 15
-to 30 seconds in all. Past that the supervisor gives up: a task still preparing fails before it
-ran, and a task that has done its work cannot record its success, so both end ``failed``.
+errors ``[workers] execution_api_retries`` times (5 attempts) with a random exponential
+back-off (waits of 1 s, then up to 2, 4 and 8 s): 5 to 15 seconds in all. Past that the
+supervisor gives up: a task still preparing fails before it ran, and a task that has done its
+work cannot record its success (the supervisor replays that call once when the task process
+exits), so both can end ``failed``.
 
 :class:`RetryWindowClient` is Airflow's client with the same retry policy (same retried errors,
 same random exponential back-off from ``[workers] execution_api_retry_wait_min``, at least as many
