@@ -186,6 +186,21 @@ OPTIONS: tuple[Option, ...] = (
         86400,
     ),
     Option(
+        "execution_api_retry_window",
+        "float",
+        "120",
+        "Seconds for which a worker's task runners keep retrying a failed Execution API call "
+        "(connection error or HTTP 5xx, e.g. while the metadata database is down) before the "
+        "task gives up, so a task that starts or finishes during a database outage records its "
+        "real state once the database is back. Between attempts they back off as Airflow does "
+        "(random exponential from ``[workers] execution_api_retry_wait_min``) but wait at most "
+        "10 s (or ``[workers] execution_api_retry_wait_max`` if lower), and they make at least "
+        "``[workers] execution_api_retries`` attempts. 0 keeps Airflow's own retries only.",
+        "300",
+        0,
+        86400,
+    ),
+    Option(
         "scheduler_loop_budget",
         "float",
         "1.0",
@@ -313,6 +328,10 @@ def worker_heartbeat_interval() -> float:
 
 def worker_timeout() -> float:
     return float(get("worker_timeout"))
+
+
+def execution_api_retry_window() -> float:
+    return float(get("execution_api_retry_window"))
 
 
 def scheduler_loop_budget() -> float:

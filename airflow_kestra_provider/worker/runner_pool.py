@@ -54,17 +54,12 @@ class Job:
     workload: Any
 
 
-def _runner_main(conn: Connection, server: str | None, title: str) -> None:
+def _runner_main(conn: Connection, server: str | None, title: str, retry_window: float) -> None:
     """Body of one runner process: receive a workload, supervise it, send back its exit code."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     scrub_environment()
-    from airflow.executors.base_executor import BaseExecutor
-
-    with contextlib.suppress(ImportError):
-        from setproctitle import setproctitle
-
-        setproctitle(f"{title} <idle>")
+    _set_title(f"{title} <idle>")
     while True:
         try:
             workload = conn.recv()
@@ -73,18 +68,36 @@ def _runner_main(conn: Connection, server: str | None, title: str) -> None:
         if workload is None:
             return
         try:
-            code = BaseExecutor.run_workload(
-                workload,
-                server=server,
-                proctitle=f"{title} {workload.display_name}",
-                subprocess_logs_to_stdout=True,
-            )
+            code = _run(workload, server, f"{title} {workload.display_name}", retry_window)
             conn.send((int(code) if code is not None else 0, None))
         except BaseException as err:  # report, never die silently with a task in hand
             with contextlib.suppress(Exception):
                 conn.send((None, f"{type(err).__name__}: {err}"))
             if isinstance(err, (KeyboardInterrupt, SystemExit)):
                 return
+
+
+def _set_title(text: str) -> None:
+    with contextlib.suppress(ImportError):
+        from setproctitle import setproctitle
+
+        setproctitle(text)
+
+
+def _run(workload: Any, server: str | None, proctitle: str, retry_window: float) -> int | None:
+    """Supervise one workload: a task with our Execution API retry window (see ``api_client``)
+    when ``retry_window`` > 0, anything else (or a window of 0) as Airflow's executors do."""
+    from airflow.executors.base_executor import BaseExecutor
+    from airflow.executors.workloads import ExecuteTask
+
+    if retry_window > 0 and isinstance(workload, ExecuteTask):
+        from airflow_kestra_provider.worker.api_client import run_task
+
+        _set_title(proctitle)
+        return run_task(workload, server=server, retry_window=retry_window)
+    return BaseExecutor.run_workload(
+        workload, server=server, proctitle=proctitle, subprocess_logs_to_stdout=True
+    )
 
 
 # Modules a task process would otherwise import after its fork, every time: the SDK's public
@@ -102,6 +115,7 @@ PRELOAD_MODULES = (
     "airflow.providers.standard.operators.empty",
     "airflow.providers.standard.operators.bash",
     "jinja2.ext",
+    "airflow_kestra_provider.worker.api_client",
 )
 
 
@@ -146,14 +160,25 @@ class _Runner:
 
 
 class RunnerPool:
-    """``size`` runner processes; :meth:`submit` hands a job to an idle one."""
+    """``size`` runner processes; :meth:`submit` hands a job to an idle one.
 
-    def __init__(self, size: int, server: str | None, title: str = "airflow kestra runner:") -> None:
+    ``retry_window`` is ``[kestra] execution_api_retry_window``: seconds for which the runners'
+    Execution API calls are retried (0: Airflow's own retries only).
+    """
+
+    def __init__(
+        self,
+        size: int,
+        server: str | None,
+        title: str = "airflow kestra runner:",
+        retry_window: float = 0.0,
+    ) -> None:
         if size < 1:
             raise ValueError("runner pool size must be >= 1")
         self.size = size
         self.server = server
         self.title = title
+        self.retry_window = retry_window
         self._ctx = multiprocessing.get_context("fork")
         self._lock = threading.Lock()
         self._runners: list[_Runner] = []
@@ -178,7 +203,10 @@ class RunnerPool:
     def _spawn(self) -> _Runner:
         parent, child = self._ctx.Pipe(duplex=True)
         process = self._ctx.Process(
-            target=_runner_main, args=(child, self.server, self.title), name="kestra-runner", daemon=False
+            target=_runner_main,
+            args=(child, self.server, self.title, self.retry_window),
+            name="kestra-runner",
+            daemon=False,
         )
         process.start()
         child.close()

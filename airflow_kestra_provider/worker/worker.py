@@ -54,6 +54,7 @@ class WorkerSettings:
     listen_notify: bool
     heartbeat_interval: float
     worker_timeout: float
+    execution_api_retry_window: float
 
     @classmethod
     def from_config(cls, embedded: bool, concurrency: int | None = None) -> WorkerSettings:
@@ -78,6 +79,7 @@ class WorkerSettings:
             listen_notify=settings.listen_notify(),
             heartbeat_interval=settings.worker_heartbeat_interval(),
             worker_timeout=settings.worker_timeout(),
+            execution_api_retry_window=settings.execution_api_retry_window(),
         )
 
 
@@ -137,7 +139,7 @@ class KestraWorker:
         self.server = server
         self.id = f"{socket.gethostname()[:40]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.stats = WorkerStats()
-        self.pool = RunnerPool(config.concurrency, server)
+        self.pool = RunnerPool(config.concurrency, server, retry_window=config.execution_api_retry_window)
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._results_stop = threading.Event()

@@ -10,7 +10,13 @@ from airflow_kestra_provider.worker.worker import WorkerSettings, executor_routi
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("poll_size", "0"), ("thread_count", "-3"), ("min_poll_interval", "zero"), ("embedded_worker", "maybe")],
+    [
+        ("poll_size", "0"),
+        ("thread_count", "-3"),
+        ("min_poll_interval", "zero"),
+        ("embedded_worker", "maybe"),
+        ("execution_api_retry_window", "-1"),
+    ],
 )
 def test_bad_option_is_named(monkeypatch, name, value):
     monkeypatch.setenv(f"AIRFLOW__KESTRA__{name.upper()}", value)
@@ -34,6 +40,7 @@ def test_defaults(monkeypatch):
     assert config.thread_count >= 4
     assert (config.min_poll_interval, config.max_poll_interval, config.switch_steps) == (0.025, 0.5, 5)
     assert config.poll_size == 100
+    assert config.execution_api_retry_window == 120.0
 
 
 def test_sqlite_backend_is_refused_naming_the_option():
