@@ -212,6 +212,21 @@ OPTIONS: tuple[Option, ...] = (
         600,
     ),
     Option(
+        "scheduler_recheck_interval",
+        "float",
+        "1.0",
+        "Seconds after which the Kestra scheduler examines a running dag run again, and runs its "
+        "critical section (queueing scheduled task instances), when nothing it watches changed: "
+        "no task instance of the run ended, no executor event, no task instance scheduled in the "
+        "loop, no NOTIFY. Time-based changes (retry delays, dag run timeouts, sensor reschedules, "
+        "task instances the triggerer resumed) are acted on within this interval, as within the "
+        "stock scheduler's idle sleep. 0 examines every running run and runs the critical section "
+        "in every loop, as the stock scheduler does.",
+        "0.5",
+        0,
+        60,
+    ),
+    Option(
         "scheduler_dagrun_batch_size",
         "integer",
         "200",
@@ -332,6 +347,10 @@ def worker_timeout() -> float:
 
 def execution_api_retry_window() -> float:
     return float(get("execution_api_retry_window"))
+
+
+def scheduler_recheck_interval() -> float:
+    return float(get("scheduler_recheck_interval"))
 
 
 def scheduler_loop_budget() -> float:

@@ -34,8 +34,10 @@ and overrides only small methods:
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from airflow._shared.timezones import timezone
 from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
 from airflow.models.dagrun import DagRun
 
@@ -91,6 +93,9 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
                 f"[kestra] min_poll_interval must not exceed [kestra] max_poll_interval: {err}"
             ) from None
         self._loop_budget = settings.scheduler_loop_budget()
+        self._recheck = settings.scheduler_recheck_interval()
+        self._critical_at = 0.0  # monotonic time of the last critical section
+        self._critical_due = True  # something happened that may have made task instances queueable
         self._batch_size = settings.scheduler_dagrun_batch_size()
         self._bulk_create = settings.scheduler_bulk_create()
         self._listen_notify = settings.listen_notify()
@@ -131,6 +136,7 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
             time.sleep(timeout)
         elif self._waker.wait(timeout):
             self.backoff.busy(time.monotonic())  # something happened: poll at the minimum again
+            self._critical_due = True
         return 0.0
 
     @_scheduler_idle_sleep_time.setter
@@ -178,7 +184,32 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         events = len(executor.event_buffer)
         super()._process_executor_events(executor=executor, session=session)
         self._loop.executor_events += events
+        if events:
+            self._critical_due = True  # slots were freed, states changed
         return events
+
+    def _critical_section_enqueue_task_instances(self, session: Session) -> int:
+        """The stock critical section (several queries and a pool-row lock) runs in every loop;
+        this scheduler loops far more often, so it runs it only when task instances may have
+        become queueable: this loop changed task instance or dag run states, executor events or
+        a NOTIFY came in, the previous pass queued some (more may be waiting), or
+        ``[kestra] scheduler_recheck_interval`` has passed (task instances scheduled by the
+        triggerer or another replica)."""
+        now = time.monotonic()
+        if not (
+            self._critical_due
+            or self._loop.ti_updates
+            or self._loop.dag_runs_changed
+            or self._loop.dag_runs_created
+            or now - self._critical_at >= self._recheck
+        ):
+            return 0
+        self._critical_at = now
+        self._critical_due = False
+        queued = super()._critical_section_enqueue_task_instances(session)
+        if queued:
+            self._critical_due = True
+        return queued
 
     # -- DAG lookups ---------------------------------------------------------------------------
     def _get_current_dag(self, dag_id: str, session: Session) -> SerializedDAG | None:
@@ -291,21 +322,36 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         """
         deadline = time.monotonic() + self._loop_budget
         size = DagRun.DEFAULT_DAGRUNS_TO_EXAMINE
-        batch = list(dag_runs)
+        fetched = list(dag_runs)
+        batch = self._due_for_recheck(fetched)
         seen = {run.id for run in batch}  # before the stock commit expires the objects
         self._new_batch()
         callbacks = super()._schedule_all_dag_runs(guard, batch, session)
-        stock_left = len(batch) >= size
+        stock_left = len(fetched) >= size and len(batch) == len(fetched)
         while True:  # at least one batch of ended runs per loop, whatever the budget
             ended = running_runs.lock_runs_with_ended_tis(session, size, exclude=seen)
             callbacks += self._examine(guard, ended, seen, session)
             if stock_left:
                 fetched = list(DagRun.get_running_dag_runs_to_examine(session=session))
-                fresh = [run for run in fetched if run.id not in seen]
+                fresh = self._due_for_recheck([run for run in fetched if run.id not in seen])
                 stock_left = len(fetched) >= size and bool(fresh)
                 callbacks += self._examine(guard, fresh, seen, session)
             if (not ended and not stock_left) or time.monotonic() >= deadline:
                 return callbacks
+
+    def _due_for_recheck(self, runs: list[DagRun]) -> list[DagRun]:
+        """Of a stock batch (never-examined first, then longest unexamined), the runs to examine:
+        never examined, or not within ``[kestra] scheduler_recheck_interval``. A run examined
+        more recently has nothing new unless one of its task instances ended, and those runs are
+        taken by the ended-task batch."""
+        if self._recheck <= 0:
+            return runs
+        cutoff = timezone.utcnow() - timedelta(seconds=self._recheck)
+        return [
+            run
+            for run in runs
+            if run.last_scheduling_decision is None or run.last_scheduling_decision <= cutoff
+        ]
 
     def _examine(
         self, guard: CommitProhibitorGuard, batch: list[DagRun], seen: set[int], session: Session

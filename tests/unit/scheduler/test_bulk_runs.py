@@ -368,3 +368,67 @@ def test_examining_a_batch_checks_dag_versions_with_one_query_and_still_verifies
     assert len(newest) == 1
     task_ids = set(session.scalars(select(TaskInstance.task_id).where(TaskInstance.dag_id == ids[-1])))
     assert "added" in task_ids
+
+
+def test_unchanged_runs_and_the_critical_section_wait_for_the_recheck_interval(runner, session):
+    """A loop in which nothing changed neither re-examines recently examined runs nor runs the
+    critical section; after ``scheduler_recheck_interval`` both happen again."""
+    from airflow import settings
+    from airflow.models.dag import DagModel
+    from airflow.models.dagrun import DagRun
+    from sqlalchemy import event, select
+
+    from airflow_kestra_provider.scheduler.work import LoopWork
+
+    model = _register(session, _mapped_dag("bulk_recheck"))  # tasks that really run (not EmptyOperator)
+    _reset_next_run(runner, session, model)
+    runner._recheck = 30.0
+    with prohibit_commit(session) as guard:
+        runner._create_timed_runs([session.get(DagModel, "bulk_recheck")], guard, session)
+        runner._start_queued_dagruns(session)
+        guard.commit()
+        run = session.scalars(select(DagRun).where(DagRun.dag_id == "bulk_recheck")).one()
+        run_id = run.id
+
+        def examined() -> list[int]:  # (other tests' runs may be taken too)
+            return [r.id for r, _ in runner._schedule_all_dag_runs(guard, [run], session)]
+
+        assert run_id in examined()
+        assert run.last_scheduling_decision is not None
+        # examined a moment ago, no task ended since: skipped
+        assert run_id not in examined()
+        run.last_scheduling_decision -= datetime.timedelta(seconds=31)
+        guard.commit()
+        assert run_id in examined()
+
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, *args) -> None:
+        statements.append(statement)
+
+    def critical_sections() -> int:
+        return sum("slot_pool" in s for s in statements)
+
+    runner._loop = LoopWork()
+    event.listen(settings.engine, "before_cursor_execute", record)
+    try:
+        with prohibit_commit(session) as guard:
+            runner._critical_due = True
+            runner._critical_section_enqueue_task_instances(session)
+            guard.commit()
+            assert critical_sections() >= 1
+            before = critical_sections()
+            assert runner._critical_section_enqueue_task_instances(session) == 0
+            assert critical_sections() == before  # nothing changed: skipped
+            runner._loop.ti_updates = 1  # this loop scheduled a task instance
+            runner._critical_section_enqueue_task_instances(session)
+            guard.commit()
+            assert critical_sections() > before
+            runner._loop = LoopWork()
+            before = critical_sections()
+            runner._critical_at -= 31  # the recheck interval has passed
+            runner._critical_section_enqueue_task_instances(session)
+            guard.commit()
+            assert critical_sections() > before
+    finally:
+        event.remove(settings.engine, "before_cursor_execute", record)
