@@ -93,6 +93,20 @@ def _reset_next_run(runner, session, model) -> None:
     session.commit()
 
 
+def _bulk_created(runner, session, dag_ids: list[str], *, budget: float = 60.0) -> None:
+    """Register plain due DAGs and create their runs through the bulk path (one pass)."""
+    from airflow.models.dag import DagModel
+
+    models = [_register(session, _plain_dag(dag_id)) for dag_id in dag_ids]
+    for model in models:
+        _reset_next_run(runner, session, model)
+    runner._bulk_create = True
+    runner._loop_budget = budget
+    with prohibit_commit(session) as guard:
+        runner._create_timed_runs([session.get(DagModel, m.dag_id) for m in models], guard, session)
+        guard.commit()
+
+
 def _snapshot(session, dag_id: str):
     from airflow.models.dag import DagModel
     from airflow.models.dagrun import DagRun
@@ -225,21 +239,14 @@ def test_mapped_dag_still_gets_its_run_through_the_stock_path(runner, session):
 def test_starting_and_examining_runs_is_not_capped_at_one_batch_per_loop(runner, session):
     """Stock: at most max_dagruns_per_loop_to_schedule (20) runs started and examined per loop.
     Ours: further batches of 20 until the loop budget is spent."""
-    from airflow.models.dag import DagModel
     from airflow.models.dagrun import DagRun
     from sqlalchemy import func, select
 
     assert DagRun.DEFAULT_DAGRUNS_TO_EXAMINE == 20
     count = 45
-    models = [_register(session, _plain_dag(f"bulk_many_{i:02d}")) for i in range(count)]
-    for model in models:
-        _reset_next_run(runner, session, model)
-    runner._bulk_create = True
-    runner._loop_budget = 60.0
+    _bulk_created(runner, session, [f"bulk_many_{i:02d}" for i in range(count)])
+    assert runner.dag_runs_created_in_bulk == count
     with prohibit_commit(session) as guard:
-        runner._create_timed_runs([session.get(DagModel, m.dag_id) for m in models], guard, session)
-        guard.commit()
-        assert runner.dag_runs_created_in_bulk == count
 
         def states() -> dict[str, int]:
             rows = session.execute(
@@ -269,19 +276,13 @@ def test_runs_a_finished_task_waits_on_are_examined_before_never_examined_ones(r
     """While bulk creation keeps starting never-examined runs (the stock examine order puts them
     first), a run whose task ended since its last decision is still finished in the same loop,
     even with no loop budget left."""
-    from airflow.models.dag import DagModel
     from airflow.models.dagrun import DagRun
     from airflow.models.taskinstance import TaskInstance
     from sqlalchemy import func, select, update
 
     count = 45
-    models = [_register(session, _plain_dag(f"bulk_fair_{i:02d}")) for i in range(count)]
-    for model in models:
-        _reset_next_run(runner, session, model)
-    runner._bulk_create = True
-    runner._loop_budget = 0.0  # each step does one batch per call
-    with prohibit_commit(session) as guard:
-        runner._create_timed_runs([session.get(DagModel, m.dag_id) for m in models], guard, session)
+    _bulk_created(runner, session, [f"bulk_fair_{i:02d}" for i in range(count)], budget=0.0)
+    with prohibit_commit(session) as guard:  # (budget 0: each step does one batch per call)
         for _ in range(3):
             runner._start_queued_dagruns(session)
         guard.commit()
@@ -320,7 +321,6 @@ def test_examining_a_batch_checks_dag_versions_with_one_query_and_still_verifies
     """Stock: two newest-version queries and one "run has TIs of that version" query per run.
     Ours: one of each per batch; a run whose DAG got a new version still gets its TIs moved to it."""
     from airflow import settings
-    from airflow.models.dag import DagModel
     from airflow.models.dagrun import DagRun
     from airflow.models.serialized_dag import SerializedDagModel
     from airflow.models.taskinstance import TaskInstance
@@ -330,14 +330,7 @@ def test_examining_a_batch_checks_dag_versions_with_one_query_and_still_verifies
     from sqlalchemy import event, select
 
     ids = [f"bulk_version_{i}" for i in range(3)]
-    models = [_register(session, _plain_dag(dag_id)) for dag_id in ids]
-    for model in models:
-        _reset_next_run(runner, session, model)
-    runner._bulk_create = True
-    runner._loop_budget = 60.0
-    with prohibit_commit(session) as guard:
-        runner._create_timed_runs([session.get(DagModel, m.dag_id) for m in models], guard, session)
-        guard.commit()
+    _bulk_created(runner, session, ids)
     runs = list(session.scalars(select(DagRun).where(DagRun.dag_id.in_(ids))))
     assert len(runs) == 3
     # The last DAG changes (a task added): the stock check finds its run's TIs on an old version.
