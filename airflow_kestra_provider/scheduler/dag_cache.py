@@ -60,26 +60,37 @@ class NewestVersion(NamedTuple):
     dag_hash: str | None  # None: the version has no serialized DAG (yet)
 
 
+def _newest_version_rows(dag_ids: Iterable[str], session: Session, *, serialized_only: bool) -> list[Any]:
+    """(dag_id, dag_version id, serialized dag_hash) of each DAG's highest ``version_number``,
+    one query: among all its versions (hash None when that version has no serialized DAG), or
+    with ``serialized_only`` among the versions that have one."""
+    ids = list(dict.fromkeys(dag_ids))
+    if not ids:
+        return []
+    numbers = select(DagVersion.dag_id, func.max(DagVersion.version_number).label("number"))
+    if serialized_only:
+        numbers = numbers.join(SerializedDagModel, SerializedDagModel.dag_version_id == DagVersion.id)
+    newest = numbers.where(DagVersion.dag_id.in_(ids)).group_by(DagVersion.dag_id).subquery()
+    return list(
+        session.execute(
+            select(DagVersion.dag_id, DagVersion.id, SerializedDagModel.dag_hash)
+            .join(
+                newest,
+                (DagVersion.dag_id == newest.c.dag_id) & (DagVersion.version_number == newest.c.number),
+            )
+            .join(
+                SerializedDagModel,
+                SerializedDagModel.dag_version_id == DagVersion.id,
+                isouter=not serialized_only,
+            )
+        )
+    )
+
+
 def newest_versions(dag_ids: Iterable[str], session: Session) -> dict[str, NewestVersion]:
     """Each DAG's newest ``dag_version`` (highest ``version_number``: the row ``create_dagrun``
     and ``DagVersion.get_latest_version`` pick) with its serialized DAG's hash, one query."""
-    ids = list(dict.fromkeys(dag_ids))
-    if not ids:
-        return {}
-    newest = (
-        select(DagVersion.dag_id, func.max(DagVersion.version_number).label("number"))
-        .where(DagVersion.dag_id.in_(ids))
-        .group_by(DagVersion.dag_id)
-        .subquery()
-    )
-    rows = session.execute(
-        select(DagVersion.dag_id, DagVersion.id, SerializedDagModel.dag_hash)
-        .join(
-            newest,
-            (DagVersion.dag_id == newest.c.dag_id) & (DagVersion.version_number == newest.c.number),
-        )
-        .outerjoin(SerializedDagModel, SerializedDagModel.dag_version_id == DagVersion.id)
-    )
+    rows = _newest_version_rows(dag_ids, session, serialized_only=False)
     return {dag_id: NewestVersion(version_id, dag_hash) for dag_id, version_id, dag_hash in rows}
 
 
@@ -112,24 +123,7 @@ class KestraDagCache(CachedDBDagBag):
     @staticmethod
     def latest_versions(dag_ids: Iterable[str], session: Session) -> dict[str, LatestVersion]:
         """Latest serialized version id and hash of each dag_id, in one query (no DAG data)."""
-        ids = list(dict.fromkeys(dag_ids))
-        if not ids:
-            return {}
-        newest = (
-            select(DagVersion.dag_id, func.max(DagVersion.version_number).label("number"))
-            .join(SerializedDagModel, SerializedDagModel.dag_version_id == DagVersion.id)
-            .where(DagVersion.dag_id.in_(ids))
-            .group_by(DagVersion.dag_id)
-            .subquery()
-        )
-        rows = session.execute(
-            select(DagVersion.dag_id, SerializedDagModel.dag_version_id, SerializedDagModel.dag_hash)
-            .join(SerializedDagModel, SerializedDagModel.dag_version_id == DagVersion.id)
-            .join(
-                newest,
-                (DagVersion.dag_id == newest.c.dag_id) & (DagVersion.version_number == newest.c.number),
-            )
-        )
+        rows = _newest_version_rows(dag_ids, session, serialized_only=True)
         return {dag_id: LatestVersion(version_id, dag_hash) for dag_id, version_id, dag_hash in rows}
 
     def latest_versions_unless_unchanged(
