@@ -23,7 +23,9 @@ and overrides only small methods:
   per loop; the rest of the loop (starting queued runs, scheduling running ones) then runs as
   usual, and the next loop starts at once because this one did work.
   Within a batch, plain DAGs get their runs from :mod:`.bulk_runs` (one INSERT for the runs, one
-  for their task instances); the others go to the stock ``_create_dag_runs``.
+  for their task instances); the others go to the stock ``_create_dag_runs``. Their next-run
+  fields are then set by the stock ``calculate_dagrun_date_fields``, with each distinct
+  next-run question answered once per batch (:mod:`.next_run_memo`).
 * ``_start_queued_dagruns`` and ``_schedule_all_dag_runs``: after a full stock batch
   (``max_dagruns_per_loop_to_schedule``), take the next one until the step's own loop budget is
   spent; examining alternates the stock order with runs a finished task instance is waiting on
@@ -45,6 +47,7 @@ from airflow_kestra_provider import settings
 from airflow_kestra_provider.scheduler import bulk_runs, cron_descriptions, due_dags, notify, running_runs
 from airflow_kestra_provider.scheduler.batching import take_in_batches
 from airflow_kestra_provider.scheduler.dag_cache import KestraDagCache, loaded_runs
+from airflow_kestra_provider.scheduler.next_run_memo import NextRunMemo
 from airflow_kestra_provider.scheduler.work import LoopWork
 from airflow_kestra_provider.worker.backoff import Backoff
 
@@ -288,8 +291,9 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
             dag_ids=[model.dag_id for model, _, _ in created], exclude_backfill=True, session=session
         )
         self.dag_runs_created_in_bulk += len(created)
+        memo = NextRunMemo()
         for model, dag, run in created:
-            model.calculate_dagrun_date_fields(dag=dag, reference_run=run)
+            model.calculate_dagrun_date_fields(dag=memo.view(dag), reference_run=run)
             model.exceeds_max_non_backfill = active.get(model.dag_id, 0) >= (model.max_active_runs or 0)
         return []
 
