@@ -10,10 +10,13 @@ PYTEST_BASETEMP = $(shell mktemp -d /tmp/kestra-pytest-XXXXXX)
 
 .PHONY: run test lint unit integration clean
 
+# --compile-bytecode: write every package's .pyc at install time. uv does not by default, and
+# with PYTHONDONTWRITEBYTECODE set (as on our CI machines) every Airflow process would compile
+# Airflow from source at each start (7 s instead of 4 s to import it on 2 cores).
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check uv
-	$(BIN)/uv pip install -q --python $(BIN)/python -e ".[test]"
+	$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -e ".[test]"
 	touch $@
 
 run: $(BIN)/.installed
