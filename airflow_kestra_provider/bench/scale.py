@@ -4,8 +4,11 @@ Per size and stack: fresh database, migrate, load the N DAGs with :mod:`scale_lo
 the dag-processor's own write for the template, SQL clone for the rest), then start ONLY the
 scheduler and poll the database (one query per poll, progress kept as a timeline).
 
-* ``daily``: every DAG has one run due; wait until all N runs exist and have finished, or until
-  ``timeout`` (then report how many were created and the rate). The DAGs hold one EmptyOperator,
+* ``daily``: the N DAGs are paused while the scheduler starts; once it logs its first loop they
+  are unpaused in one statement, so all N become due at once while it runs (as at midnight for
+  ``@daily`` DAGs), and the clock starts then. Its start-up time is reported apart
+  (``startup_seconds``). Wait until all N runs exist and have finished, or until ``timeout``
+  (then report how many were created and the rate). The DAGs hold one EmptyOperator,
   which the scheduler marks done itself, so the figures are pure scheduler work.
 * ``assets``: every DAG waits on ``shared & own`` with only ``shared`` queued; run the scheduler
   for ``duration`` seconds and report its per-loop times (no run may be created).
@@ -51,6 +54,7 @@ _PROGRESS_QUERY = text(
     SELECT COUNT(*) AS created,
            COALESCE(SUM(CASE WHEN state IN ('success', 'failed') THEN 1 ELSE 0 END), 0) AS finished,
            MAX(queued_at) AS last_created,
+           MIN(queued_at) AS first_created,
            MAX(end_date) AS last_finished
     FROM dag_run
     WHERE dag_id LIKE :pattern ESCAPE '\\'
@@ -151,8 +155,10 @@ def _one_stack(
     engine = make_engine(config.sql_alchemy_conn)
     timeline: list[tuple[float, int, int]] = []
     created = finished = 0
-    last_created = last_finished = None
+    last_created = last_finished = first_created = None
     scheduled_seconds = 0.0
+    startup_seconds = 0.0
+    daily = run.schedule != "assets"
     try:
         log(f"{name}: migrating a fresh database ...")
         stack.migrate()
@@ -161,11 +167,18 @@ def _one_stack(
         log(
             f"{name}: loaded in {loaded['load_seconds']:.1f} s; starting `airflow {' '.join(kind.scheduler_args)}` alone"
         )
-        started_at = datetime.now(timezone.utc)
-        started = time.monotonic()
-        stack.supervisor.start("scheduler", airflow_argv(*kind.scheduler_args))
-        bar = ProgressBar(f"  {name} scale {count}", quiet=plan.quiet)
         pattern = SCALE_PREFIX.replace("_", "\\_") + "%"
+        if daily:  # paused until the scheduler is up: they become due at once, while it runs
+            _set_paused(engine, pattern, True)
+        stack.supervisor.start("scheduler", airflow_argv(*kind.scheduler_args))
+        if daily:
+            startup_seconds = _wait_first_loop(stack, run.timeout)
+            log(f"{name}: scheduler looping {startup_seconds:.1f} s after start; unpausing the {count} DAGs")
+        started_at = datetime.now(timezone.utc)  # read before the unpause: no run can predate it
+        started = time.monotonic()
+        if daily:
+            _set_paused(engine, pattern, False)
+        bar = ProgressBar(f"  {name} scale {count}", quiet=plan.quiet)
         # Asset DAGs never become due: time the loop for ``duration`` s from the first loop logged.
         first_loop: float | None = None
         while True:
@@ -183,7 +196,7 @@ def _one_stack(
             time.sleep(POLL_INTERVAL)
             stack.raise_if_dead()
             with engine.connect() as conn:
-                created, finished, last_created, last_finished = conn.execute(
+                created, finished, last_created, first_created, last_finished = conn.execute(
                     _PROGRESS_QUERY, {"pattern": pattern}
                 ).one()
             timeline.append((round(time.monotonic() - started, 1), int(created), int(finished)))
@@ -210,16 +223,38 @@ def _one_stack(
         "load_seconds": loaded["load_seconds"],
         "load": loaded,
         "scheduled_seconds": round(scheduled_seconds, 1),
+        "startup_seconds": round(startup_seconds, 1) if daily else None,
         "created": int(created),
         "finished": int(finished),
         "all_created_seconds": created_seconds if created >= count else None,
         "all_finished_seconds": _since(started_at, last_finished) if finished >= count else None,
         "last_created_seconds": created_seconds,
+        "first_created_seconds": _since(started_at, first_created),
         "runs_created_per_second": creation_rate(int(created), created_seconds),
         "loops": None if loops is None else loops.to_dict(),
         "timeline": timeline,
         "scheduler_log": str(stack.supervisor.log_dir / "scheduler.log"),
     }
+
+
+def _set_paused(engine: Any, pattern: str, paused: bool) -> None:
+    """Pause or unpause every scale DAG in one statement (one transaction)."""
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE dag SET is_paused = :paused WHERE dag_id LIKE :pattern ESCAPE '\\'"),
+            {"paused": paused, "pattern": pattern},
+        )
+
+
+def _wait_first_loop(stack: AirflowStack, timeout: float) -> float:
+    """Seconds from now until the scheduler logs its first loop (it has started and is polling)."""
+    started = time.monotonic()
+    while not LOOP_LINE.search(_read_log(stack, "scheduler")):
+        stack.raise_if_dead()
+        if time.monotonic() - started > timeout:
+            raise RuntimeError(f"the scheduler logged no loop within {timeout:.0f} s")
+        time.sleep(0.2)
+    return time.monotonic() - started
 
 
 def loop_times(scheduler_log: str) -> list[float]:
@@ -228,7 +263,7 @@ def loop_times(scheduler_log: str) -> list[float]:
 
 
 def creation_rate(created: int, last_created_seconds: float | None) -> float | None:
-    """Runs created per second, from the scheduler start to the last run created."""
+    """Runs created per second, from the moment the DAGs became due to the last run created."""
     if not created or not last_created_seconds or last_created_seconds <= 0:
         return None
     return created / last_created_seconds
@@ -274,6 +309,7 @@ SCALE_HEADERS = (
     "stack",
     "DAGs",
     "load",
+    "start-up",
     "all runs created",
     "runs created/s",
     "vs stock",
@@ -312,6 +348,7 @@ def scale_table(results: list[dict[str, Any]]) -> str:
                 r["stack"],
                 str(r["dags"]),
                 fmt_seconds(r["load_seconds"]),
+                fmt_seconds(r.get("startup_seconds")),
                 created,
                 "-" if rate is None else f"{rate:.1f}",
                 _versus_stock(r, results),

@@ -136,6 +136,9 @@ def test_scheduler_runs_every_cloned_dag(plan: StackPlan, tmp_path: Path):
     assert result["load"]["method"] == "clone"
     assert (result["created"], result["finished"]) == (COUNT, COUNT)
     assert result["all_created_seconds"] is not None
+    # The DAGs were paused until the scheduler looped: no run exists from before they became due.
+    assert result["startup_seconds"] > 0
+    assert result["first_created_seconds"] >= 0
     assert result["loops"]["count"] > 0
     assert (tmp_path / "scale.json").exists()
     assert f"| ours | {COUNT} |" in (tmp_path / "scale.md").read_text()
