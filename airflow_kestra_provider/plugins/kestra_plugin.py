@@ -6,13 +6,30 @@ from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
 
-from airflow_kestra_provider.plugins.status_app import create_app
+
+class StatusAppOnFirstRequest:
+    """The ASGI app mounted at ``/kestra``: builds the FastAPI status app on its first request.
+
+    Every Airflow process that loads plugins (scheduler, workers, dag-processor, triggerer)
+    imports this module, but only the api-server serves the app; building it imports FastAPI
+    and Airflow's API security module, about 1.5 s of start-up on two cores.
+    """
+
+    def __init__(self) -> None:
+        self._app: Any = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if self._app is None:  # one event loop per api-server worker: no lock needed
+            from airflow_kestra_provider.plugins.status_app import create_app
+
+            self._app = create_app()
+        await self._app(scope, receive, send)
 
 
 class KestraPlugin(AirflowPlugin):
     name = "kestra"
     fastapi_apps: list[Any] = [  # noqa: RUF012 - AirflowPlugin declares these as class attributes
-        {"app": create_app(), "url_prefix": "/kestra", "name": "Kestra queue status"}
+        {"app": StatusAppOnFirstRequest(), "url_prefix": "/kestra", "name": "Kestra queue status"}
     ]
     external_views: list[Any] = [  # noqa: RUF012
         {"name": "Kestra queue", "href": "/kestra/", "destination": "nav", "url_route": "kestra"}
