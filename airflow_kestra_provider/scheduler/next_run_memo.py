@@ -3,7 +3,7 @@
 After the bulk path has created a batch of runs, each DAG's next-run fields are moved on by the
 stock ``DagModel.calculate_dagrun_date_fields``, which asks ``dag.next_dagrun_info`` for the run
 after the one just created. For a cron timetable that parses the expression and walks it several
-times (five ``croniter`` objects per DAG), about half of the bulk path's time per DAG. Yet 2,000
+times (five ``croniter`` objects per DAG): about 2 ms of the bulk path's 6 to 7 ms per DAG. Yet 2,000
 ``@daily`` DAGs due at once all ask the same question: same timetable, same start and end dates,
 same catch-up setting, same last run.
 
