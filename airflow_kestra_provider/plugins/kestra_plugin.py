@@ -12,7 +12,7 @@ class StatusAppOnFirstRequest:
 
     Every Airflow process that loads plugins (scheduler, workers, dag-processor, triggerer)
     imports this module, but only the api-server serves the app; building it imports FastAPI
-    and Airflow's API security module, about 1.5 s of start-up on two cores.
+    and Airflow's API security module: loading the plugins took 1.3 s with it, 0.3 s without.
     """
 
     def __init__(self) -> None:
