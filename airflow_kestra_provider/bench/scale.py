@@ -183,11 +183,7 @@ def _one_stack(
         first_loop: float | None = None
         while True:
             now = time.monotonic()
-            if (
-                run.schedule == "assets"
-                and first_loop is None
-                and LOOP_LINE.search(_read_log(stack, "scheduler"))
-            ):
+            if not daily and first_loop is None and LOOP_LINE.search(_read_log(stack, "scheduler")):
                 first_loop = now
             if first_loop is None and now - started >= run.timeout:
                 break
@@ -200,7 +196,7 @@ def _one_stack(
                     _PROGRESS_QUERY, {"pattern": pattern}
                 ).one()
             timeline.append((round(time.monotonic() - started, 1), int(created), int(finished)))
-            if run.schedule == "assets":
+            if not daily:
                 looped = 0 if first_loop is None else int(time.monotonic() - first_loop)
                 bar.update(looped, int(run.duration), f"s of loops, {created} runs created")
                 continue
