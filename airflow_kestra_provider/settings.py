@@ -230,8 +230,9 @@ OPTIONS: tuple[Option, ...] = (
         "scheduler_dagrun_batch_size",
         "integer",
         "200",
-        "Due DAGs the Kestra scheduler locks with one query and creates dag runs for before it "
-        "commits and takes the next batch (within ``scheduler_loop_budget``).",
+        "Due DAGs the Kestra scheduler locks with one query and creates dag runs for, and queued "
+        "dag runs it locks with one query and starts, before it takes the next batch (within "
+        "``scheduler_loop_budget``).",
         "500",
         1,
         100000,

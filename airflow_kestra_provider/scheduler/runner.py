@@ -26,9 +26,12 @@ and overrides only small methods:
   for their task instances); the others go to the stock ``_create_dag_runs``. Their next-run
   fields are then set by the stock ``calculate_dagrun_date_fields``, with each distinct
   next-run question answered once per batch (:mod:`.next_run_memo`).
-* ``_start_queued_dagruns`` and ``_schedule_all_dag_runs``: after a full stock batch
-  (``max_dagruns_per_loop_to_schedule``), take the next one until the step's own loop budget is
-  spent; examining alternates the stock order with runs a finished task instance is waiting on
+* ``_start_queued_dagruns``: the stock method with queued runs taken ``[kestra]
+  scheduler_dagrun_batch_size`` at a time by :mod:`.queued_runs` (same rows and order, a plan
+  that stays cheap while thousands of runs are queued and running), again until the step's own
+  loop budget is spent.
+* ``_schedule_all_dag_runs``: after a full stock batch (``max_dagruns_per_loop_to_schedule``),
+  take the next one until the step's own loop budget is spent; examining alternates the stock order with runs a finished task instance is waiting on
   (:mod:`.running_runs`), so finishing runs are never starved by bulk creation.
 * ``_run_scheduler_loop``: only opens the LISTEN connection around the stock loop.
 """
@@ -44,7 +47,14 @@ from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
 from airflow.models.dagrun import DagRun
 
 from airflow_kestra_provider import settings
-from airflow_kestra_provider.scheduler import bulk_runs, cron_descriptions, due_dags, notify, running_runs
+from airflow_kestra_provider.scheduler import (
+    bulk_runs,
+    cron_descriptions,
+    due_dags,
+    notify,
+    queued_runs,
+    running_runs,
+)
 from airflow_kestra_provider.scheduler.batching import take_in_batches
 from airflow_kestra_provider.scheduler.dag_cache import KestraDagCache, loaded_runs
 from airflow_kestra_provider.scheduler.next_run_memo import NextRunMemo
@@ -299,16 +309,19 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
 
     # -- starting and examining dag runs -------------------------------------------------------
     def _start_queued_dagruns(self, session: Session) -> None:
-        """The stock method starts at most ``max_dagruns_per_loop_to_schedule`` queued runs; call
-        it again while it started a full batch and this step's loop budget lasts."""
+        """The stock method, taking up to ``[kestra] scheduler_dagrun_batch_size`` queued runs per
+        call from :func:`.queued_runs.lock_queued_runs_to_start` (the stock query takes
+        ``max_dagruns_per_loop_to_schedule`` and slows down with every running run while many
+        are queued); call it again while it started a full batch and this step's loop budget
+        lasts."""
         deadline = time.monotonic() + self._loop_budget
         while True:
             probe = LoopWork()  # counts the runs this call moved to RUNNING
             self._new_batch()
-            with probe.watching(session):
+            with probe.watching(session), queued_runs.stock_start_uses(self._batch_size):
                 super()._start_queued_dagruns(session)
                 session.flush()
-            if probe.dag_runs_changed < DagRun.DEFAULT_DAGRUNS_TO_EXAMINE or time.monotonic() >= deadline:
+            if probe.dag_runs_changed < self._batch_size or time.monotonic() >= deadline:
                 return
 
     def _schedule_all_dag_runs(
