@@ -301,6 +301,7 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
             dag_ids=[model.dag_id for model, _, _ in created], exclude_backfill=True, session=session
         )
         self.dag_runs_created_in_bulk += len(created)
+        self._loop.dag_runs_created += len(created)  # inserted without a flush the loop could see
         memo = NextRunMemo()
         for model, dag, run in created:
             model.calculate_dagrun_date_fields(dag=memo.view(dag), reference_run=run)
@@ -343,7 +344,7 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         batch = self._due_for_recheck(fetched)
         seen = {run.id for run in batch}  # before the stock commit expires the objects
         self._new_batch()
-        callbacks = super()._schedule_all_dag_runs(guard, batch, session)
+        callbacks = self._examine_batch(guard, batch, session)
         stock_left = len(fetched) >= size and len(batch) == len(fetched)
         while True:  # at least one batch of ended runs per loop, whatever the budget
             ended = running_runs.lock_runs_with_ended_tis(session, size, exclude=seen)
@@ -378,7 +379,20 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         seen.update(run.id for run in batch)
         self._stamp_team_names(batch, session)
         self._new_batch()
-        return super()._schedule_all_dag_runs(guard, batch, session)
+        return self._examine_batch(guard, batch, session)
+
+    def _examine_batch(
+        self, guard: CommitProhibitorGuard, batch: list[DagRun], session: Session
+    ) -> list[tuple[DagRun, DagCallbackRequest | None]]:
+        """The stock ``_schedule_all_dag_runs`` for ``batch``, with the batch's ``dag`` rows loaded
+        first in one query. The stock code reads each run's row with ``session.get``; the
+        previous batch's commit expired them, so each was reloaded with its own query. The
+        session only keeps objects something refers to: hold the rows until the batch is done."""
+        dag_models = running_runs.load_dag_models({run.dag_id for run in batch}, session)
+        try:
+            return super()._schedule_all_dag_runs(guard, batch, session)
+        finally:
+            del dag_models
 
     def _verify_integrity_if_dag_changed(self, dag_run: DagRun, session: Session) -> bool:
         """The stock method, with the DAG's newest version taken from the batch's one query

@@ -73,3 +73,10 @@ def runs_with_tis_of_versions(
         ).in_(triples)
     )
     return {(dag_id, run_id) for dag_id, run_id in session.execute(union(current, history))}
+
+
+def load_dag_models(dag_ids: Collection[str], session: Session) -> list[DagModel]:
+    """The ``dag`` rows of ``dag_ids`` in one query, loaded into (or refreshed in) ``session``."""
+    if not dag_ids:
+        return []
+    return list(session.scalars(select(DagModel).where(DagModel.dag_id.in_(list(dag_ids)))))

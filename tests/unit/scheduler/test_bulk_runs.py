@@ -164,14 +164,22 @@ def test_bulk_rows_equal_the_rows_of_create_dagrun(runner, session):
     plan = bulk_runs.split([model], dags, session)
     assert [m.dag_id for m, _, _ in plan.bulk] == ["bulk_same_rows"] and plan.stock == []
 
-    _create(runner, session, "bulk_same_rows", bulk=False)
+    from airflow_kestra_provider.scheduler.work import LoopWork
+
+    stock_work = runner._loop = LoopWork()
+    with stock_work.watching(session):
+        _create(runner, session, "bulk_same_rows", bulk=False)
     stock_runs, stock_tis, stock_next, stock_stamps, stock_carriers = _snapshot(session, "bulk_same_rows")
     _delete_runs(session, "bulk_same_rows")
     _reset_next_run(runner, session, session.get(type(model), "bulk_same_rows"))
 
     assert runner.dag_runs_created_in_bulk == 0
-    _create(runner, session, "bulk_same_rows", bulk=True)
+    bulk_work = runner._loop = LoopWork()
+    with bulk_work.watching(session):
+        _create(runner, session, "bulk_same_rows", bulk=True)
     assert runner.dag_runs_created_in_bulk == 1  # written by the bulk path, not the stock fallback
+    # The loop counts the new run either way (the bulk INSERT bypasses the flush it watches).
+    assert stock_work.dag_runs_created == bulk_work.dag_runs_created == 1
     bulk_runs_rows, bulk_tis, bulk_next, bulk_stamps, bulk_carriers = _snapshot(session, "bulk_same_rows")
 
     assert len(stock_runs) == 1
@@ -425,3 +433,41 @@ def test_unchanged_runs_and_the_critical_section_wait_for_the_recheck_interval(r
             assert critical_sections() > before
     finally:
         event.remove(settings.engine, "before_cursor_execute", record)
+
+
+def test_examining_a_batch_reads_its_dag_rows_with_one_query(runner, session):
+    """The stock step reads each run's ``dag`` row with ``session.get``; after a commit each is a
+    query of its own. Ours loads the batch's rows first, so none of those per-run reads queries."""
+    from airflow import settings
+    from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
+    from airflow.models.dagrun import DagRun
+    from sqlalchemy import event, select
+
+    def dag_reads(examine, dag_ids: list[str]) -> tuple[int, int]:
+        runs = list(session.scalars(select(DagRun).where(DagRun.dag_id.in_(dag_ids))))
+        session.commit()  # as between two batches: every loaded object is expired
+        statements: list[str] = []
+
+        def record(conn, cursor, statement, *args) -> None:
+            statements.append(" ".join(statement.split()))
+
+        event.listen(settings.engine, "before_cursor_execute", record)
+        try:
+            with prohibit_commit(session) as guard:
+                runner._new_batch()
+                examine(guard, runs, session)
+        finally:
+            event.remove(settings.engine, "before_cursor_execute", record)
+        from_dag = [s for s in statements if " FROM dag WHERE dag.dag_id" in s]
+        return (
+            sum(1 for s in from_dag if "dag.dag_id = " in s),
+            sum(1 for s in from_dag if "dag.dag_id IN " in s),
+        )
+
+    stock_ids = [f"bulk_stock_reads_{i}" for i in range(3)]
+    ours_ids = [f"bulk_ours_reads_{i}" for i in range(3)]
+    _bulk_created(runner, session, stock_ids + ours_ids)
+    stock = dag_reads(lambda g, r, s: SchedulerJobRunner._schedule_all_dag_runs(runner, g, r, s), stock_ids)
+    ours = dag_reads(runner._examine_batch, ours_ids)
+    assert stock == (3, 0)
+    assert ours == (0, 1)
