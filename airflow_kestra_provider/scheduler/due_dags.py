@@ -42,26 +42,31 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+MemoKey = tuple[str, Any, str, frozenset[int]]
+
+
 class AssetConditionMemo:
-    """Whether a DAG's asset condition was met, keyed by (DAG version, hash, queued assets).
+    """Whether a DAG's asset condition was met, keyed by (DAG version, hash, queued asset ids).
 
     Only for conditions made of assets and ``&`` / ``|``: those depend on nothing but the
-    condition (fixed by the version and hash) and the set of assets with queued events. Conditions
+    condition (fixed by the version and hash) and the set of assets with queued events. An
+    ``asset`` row's id stands for its (name, uri), which is unique and never rewritten, so the
+    key holds ids and the condition's inputs are built only when it is evaluated. Conditions
     with asset aliases or references are looked up in the database, so they are evaluated
     every time. Bounded: cleared when it holds more than ``size`` entries."""
 
     def __init__(self, size: int = 100_000) -> None:
-        self._met: dict[tuple[str, Any, str, frozenset[SerializedAssetUniqueKey]], bool] = {}
+        self._met: dict[MemoKey, bool] = {}
         self._size = size
         self.hits = 0
 
-    def get(self, key: tuple[str, Any, str, frozenset[SerializedAssetUniqueKey]]) -> bool | None:
+    def get(self, key: MemoKey) -> bool | None:
         met = self._met.get(key)
         if met is not None:
             self.hits += 1
         return met
 
-    def put(self, key: tuple[str, Any, str, frozenset[SerializedAssetUniqueKey]], met: bool) -> None:
+    def put(self, key: MemoKey, met: bool) -> None:
         if len(self._met) >= self._size:
             self._met.clear()
         self._met[key] = met
@@ -85,7 +90,8 @@ def ready_asset_triggered_dags(
     queued DAG (one query, skipped while no DAG was written), and evaluates a condition only when ``memo`` has no answer for the
     DAG's version and queued assets (deserializing the DAG only on a cache miss)."""
     no_expression = func.coalesce(cast(DagModel.asset_expression, Text), "null") == "null"
-    queued: dict[str, set[SerializedAssetUniqueKey]] = defaultdict(set)
+    queued: dict[str, set[int]] = defaultdict(set)  # dag_id -> ids of its queued assets
+    asset_keys: dict[int, tuple[str, str]] = {}  # asset id -> (name, uri)
     newest_event: dict[str, datetime] = {}
     stale: list[tuple[int, str]] = []
     for dag_id, asset_id, created_at, name, uri, is_stale in session.execute(
@@ -103,7 +109,8 @@ def ready_asset_triggered_dags(
         if is_stale:
             stale.append((asset_id, dag_id))  # the DAG stopped depending on assets
             continue
-        queued[dag_id].add(SerializedAssetUniqueKey(name=name, uri=uri))
+        queued[dag_id].add(asset_id)
+        asset_keys[asset_id] = (name, uri)
         newest_event[dag_id] = max(created_at, newest_event.get(dag_id, created_at))
     if stale:
         session.execute(
@@ -136,7 +143,10 @@ def ready_asset_triggered_dags(
             log.info("Dag %s has queued asset events but no serialized DAG yet; skipping", dag_id)
             continue
         condition = dags[dag_id][0].timetable.asset_condition
-        statuses = dict.fromkeys(queued[dag_id], True)
+        statuses = {
+            SerializedAssetUniqueKey(name=asset_keys[asset_id][0], uri=asset_keys[asset_id][1]): True
+            for asset_id in queued[dag_id]
+        }
         try:
             met[dag_id] = evaluator.run(condition, statuses)
         except Exception:

@@ -17,9 +17,10 @@ running run counts 0 where the stock join gives NULL, and both sort first), same
 stock start step reads per run through ``dag_run.max_active_runs``: after the creation step's
 commit they are expired, and each was reloaded with its own query.
 
-:func:`stock_start_uses` makes the stock ``_start_queued_dagruns`` call it: everything else that
-method does (backfill locks, the ``max_active_runs`` recheck, ``dagrun.schedule_delay``, listeners)
-stays Airflow's.
+:func:`stock_start_gets` hands its answer to the stock ``_start_queued_dagruns``: everything else
+that method does (backfill locks, the ``max_active_runs`` recheck, ``dagrun.schedule_delay``,
+listeners) stays Airflow's. When :func:`any_queued_run_due` finds no queued run, the scheduler
+skips the step: the stock method would only have counted every DAG's running runs.
 """
 
 from __future__ import annotations
@@ -39,6 +40,19 @@ from sqlalchemy.orm import aliased, selectinload
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
+
+
+def any_queued_run_due(session: Session) -> bool:
+    """Whether any dag run is queued with ``run_after`` passed: one lookup on the partial index
+    of queued runs, far cheaper than the locking query when nothing is queued (most loops)."""
+    return (
+        session.scalar(
+            select(DagRun.id)
+            .where(DagRun.state == DagRunState.QUEUED, DagRun.run_after <= func.now())
+            .limit(1)
+        )
+        is not None
+    )
 
 
 @retry_db_transaction
@@ -90,15 +104,15 @@ def lock_queued_runs_to_start(session: Session, limit: int) -> list[DagRun]:
 
 
 @contextmanager
-def stock_start_uses(limit: int) -> Iterator[None]:
+def stock_start_gets(runs: list[DagRun]) -> Iterator[None]:
     """Within the block, ``DagRun.get_queued_dag_runs_to_set_running`` (which the stock
-    ``_start_queued_dagruns`` calls by class attribute) answers with :func:`lock_queued_runs_to_start`
-    and ``limit``. The scheduler loop is its only caller in the scheduler process and runs in one
-    thread; the stock method is put back on exit."""
+    ``_start_queued_dagruns`` calls by class attribute) returns ``runs``, taken beforehand with
+    :func:`lock_queued_runs_to_start`. The scheduler loop is its only caller in the scheduler
+    process and runs in one thread; the stock method is put back on exit."""
     stock = DagRun.__dict__["get_queued_dag_runs_to_set_running"]
 
     def ours(cls: type[DagRun], session: Session, **_: Any) -> list[DagRun]:
-        return lock_queued_runs_to_start(session, limit)
+        return runs
 
     DagRun.get_queued_dag_runs_to_set_running = classmethod(ours)  # type: ignore[method-assign,assignment]
     try:

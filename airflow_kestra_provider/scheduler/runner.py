@@ -310,16 +310,20 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
 
     # -- starting and examining dag runs -------------------------------------------------------
     def _start_queued_dagruns(self, session: Session) -> None:
-        """The stock method, taking up to ``[kestra] scheduler_dagrun_batch_size`` queued runs per
-        call from :func:`.queued_runs.lock_queued_runs_to_start` (the stock query takes
+        """The stock method, given up to ``[kestra] scheduler_dagrun_batch_size`` queued runs per
+        call by :func:`.queued_runs.lock_queued_runs_to_start` (the stock query takes
         ``max_dagruns_per_loop_to_schedule`` and slows down with every running run while many
         are queued); call it again while it started a full batch and this step's loop budget
-        lasts."""
+        lasts. Not called when no run is queued (the stock method would only count the running
+        runs of every DAG)."""
         deadline = time.monotonic() + self._loop_budget
-        while True:
+        while queued_runs.any_queued_run_due(session):
+            runs = queued_runs.lock_queued_runs_to_start(session, self._batch_size)
+            if not runs:  # all locked by another scheduler, or their DAGs at max_active_runs
+                return
             probe = LoopWork()  # counts the runs this call moved to RUNNING
             self._new_batch()
-            with probe.watching(session), queued_runs.stock_start_uses(self._batch_size):
+            with probe.watching(session), queued_runs.stock_start_gets(runs):
                 super()._start_queued_dagruns(session)
                 session.flush()
             if probe.dag_runs_changed < self._batch_size or time.monotonic() >= deadline:

@@ -471,3 +471,27 @@ def test_examining_a_batch_reads_its_dag_rows_with_one_query(runner, session):
     ours = dag_reads(runner._examine_batch, ours_ids)
     assert stock == (3, 0)
     assert ours == (0, 1)
+
+
+def test_starting_runs_with_none_queued_is_one_small_query(runner, session):
+    """The stock start step counts every DAG's running runs even when nothing is queued; ours
+    asks the partial index of queued runs once and stops there."""
+    from airflow import settings
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.state import DagRunState
+    from sqlalchemy import event, update
+
+    session.execute(update(DagRun).where(DagRun.state == DagRunState.QUEUED).values(state=DagRunState.FAILED))
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, *args) -> None:
+        statements.append(statement)
+
+    event.listen(settings.engine, "before_cursor_execute", record)
+    try:
+        runner._start_queued_dagruns(session)
+    finally:
+        event.remove(settings.engine, "before_cursor_execute", record)
+        session.rollback()
+    assert len(statements) == 1
+    assert "count(" not in statements[0].lower()

@@ -136,17 +136,39 @@ def test_limit_and_a_backfill_at_its_limit(session, runs):
     session.rollback()
 
 
-def test_the_stock_start_step_uses_it_inside_the_block_only(session, runs):
+def test_the_stock_start_step_gets_the_given_runs_inside_the_block_only(session, runs):
     from airflow.models.dagrun import DagRun
 
-    from airflow_kestra_provider.scheduler.queued_runs import stock_start_uses
+    from airflow_kestra_provider.scheduler.queued_runs import lock_queued_runs_to_start, stock_start_gets
 
     stock = DagRun.__dict__["get_queued_dag_runs_to_set_running"]
-    with stock_start_uses(2):
-        assert len(_stock(session)) == 2  # the stock start step calls it by this name
-        session.rollback()
+    picked = lock_queued_runs_to_start(session, 2)
+    with stock_start_gets(picked):
+        # the stock start step calls it by this name
+        assert list(DagRun.get_queued_dag_runs_to_set_running(session)) == picked
+    session.rollback()
     assert DagRun.__dict__["get_queued_dag_runs_to_set_running"] is stock
     assert len(_stock(session)) == 7
+    session.rollback()
+
+
+def test_any_queued_run_due(session, runs):
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.state import DagRunState
+    from sqlalchemy import update
+
+    from airflow_kestra_provider.scheduler.queued_runs import any_queued_run_due
+
+    assert any_queued_run_due(session)
+    # Only runs not due yet (run_after in the future) are left queued: nothing to start.
+    session.execute(
+        update(DagRun)
+        .where(DagRun.state == DagRunState.QUEUED, DagRun.run_id != "one_queued_4")
+        .values(state=DagRunState.FAILED)
+    )
+    assert not any_queued_run_due(session)
+    session.rollback()
+    assert any_queued_run_due(session)
     session.rollback()
 
 
