@@ -29,10 +29,12 @@ and overrides only small methods:
 * ``_start_queued_dagruns``: the stock method with queued runs taken ``[kestra]
   scheduler_dagrun_batch_size`` at a time by :mod:`.queued_runs` (same rows and order, a plan
   that stays cheap while thousands of runs are queued and running), again until the step's own
-  loop budget is spent.
+  loop budget is spent; skipped when no run is queued.
 * ``_schedule_all_dag_runs``: after a full stock batch (``max_dagruns_per_loop_to_schedule``),
-  take the next one until the step's own loop budget is spent; examining alternates the stock order with runs a finished task instance is waiting on
-  (:mod:`.running_runs`), so finishing runs are never starved by bulk creation.
+  take the next one until the step's own loop budget is spent; examining alternates the stock
+  order with runs a finished task instance is waiting on (:mod:`.running_runs`), so finishing
+  runs are never starved by bulk creation. Each batch's ``dag`` rows are loaded with one query
+  first (``_examine_batch``).
 * ``_run_scheduler_loop``: only opens the LISTEN connection around the stock loop.
 """
 
