@@ -33,8 +33,9 @@ and overrides only small methods:
 * ``_schedule_all_dag_runs``: after a full stock batch (``max_dagruns_per_loop_to_schedule``),
   take the next one until the step's own loop budget is spent; examining alternates the stock
   order with runs a finished task instance is waiting on (:mod:`.running_runs`), so finishing
-  runs are never starved by bulk creation. Each batch's ``dag`` rows are loaded with one query
-  first (``_examine_batch``).
+  runs are never starved by bulk creation. Each batch's ``dag`` rows, and the task instances
+  every run's decision reads, are loaded with one query each first (``_examine_batch``,
+  :mod:`.examined_tis`).
 * ``_run_scheduler_loop``: only opens the LISTEN connection around the stock loop.
 """
 
@@ -53,6 +54,7 @@ from airflow_kestra_provider.scheduler import (
     bulk_runs,
     cron_descriptions,
     due_dags,
+    examined_tis,
     notify,
     queued_runs,
     running_runs,
@@ -318,8 +320,10 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         are queued); call it again while it started a full batch and this step's loop budget
         lasts. Not called when no run is queued (the stock method would only count the running
         runs of every DAG)."""
+        if not queued_runs.any_queued_run_due(session):
+            return
         deadline = time.monotonic() + self._loop_budget
-        while queued_runs.any_queued_run_due(session):
+        while True:
             runs = queued_runs.lock_queued_runs_to_start(session, self._batch_size)
             if not runs:  # all locked by another scheduler, or their DAGs at max_active_runs
                 return
@@ -390,15 +394,18 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
     def _examine_batch(
         self, guard: CommitProhibitorGuard, batch: list[DagRun], session: Session
     ) -> list[tuple[DagRun, DagCallbackRequest | None]]:
-        """The stock ``_schedule_all_dag_runs`` for ``batch``, with the batch's ``dag`` rows loaded
-        first in one query. The stock code reads each run's row with ``session.get``; the
-        previous batch's commit expired them, so each was reloaded with its own query. The
-        session only keeps objects something refers to: hold the rows until the batch is done."""
+        """The stock ``_schedule_all_dag_runs`` for ``batch``, with the batch's ``dag`` rows and
+        task instances loaded first, one query each. The stock code reads each run's row with
+        ``session.get``; the previous batch's commit expired them, so each was reloaded with its
+        own query. The session only keeps objects something refers to: hold the rows until the
+        batch is done. Each run's decision then reads its task instances from
+        :mod:`.examined_tis` instead of one query per run."""
         dag_models = running_runs.load_dag_models({run.dag_id for run in batch}, session)
-        try:
-            return super()._schedule_all_dag_runs(guard, batch, session)
-        finally:
-            del dag_models
+        tis = examined_tis.load_task_instances(batch, session)
+        with examined_tis.serving(batch, tis):
+            callbacks = super()._schedule_all_dag_runs(guard, batch, session)
+        del dag_models  # held until here on purpose
+        return callbacks
 
     def _verify_integrity_if_dag_changed(self, dag_run: DagRun, session: Session) -> bool:
         """The stock method, with the DAG's newest version taken from the batch's one query
@@ -415,6 +422,7 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
             self._runs_on_newest = running_runs.runs_with_tis_of_versions(session, runs)
         if (dag_run.dag_id, dag_run.run_id) in self._runs_on_newest:
             return True
+        examined_tis.forget(dag_run)  # verify_integrity may add task instances: read them anew
         return super()._verify_integrity_if_dag_changed(dag_run, session)
 
     def _new_batch(self) -> None:

@@ -495,3 +495,118 @@ def test_starting_runs_with_none_queued_is_one_small_query(runner, session):
         session.rollback()
     assert len(statements) == 1
     assert "count(" not in statements[0].lower()
+
+
+def test_examining_a_batch_reads_its_task_instances_with_one_query_and_decides_as_stock(runner, session):
+    """The stock decision reads each run's task instances with a query of its own; ours reads the
+    batch's in one query. Same starting states, same outcome: run states and TI states match."""
+    from airflow import settings
+    from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
+    from airflow.models.dagrun import DagRun
+    from airflow.models.taskinstance import TaskInstance
+    from sqlalchemy import event, select, update
+
+    def outcome(examine, prefix: str) -> tuple[int, list[tuple[str, str]], list[tuple[str, str | None]]]:
+        ids = [f"{prefix}_{i}" for i in range(4)]
+        runs = list(session.scalars(select(DagRun).where(DagRun.dag_id.in_(ids)).order_by(DagRun.dag_id)))
+        # run 0: nothing ran yet; run 1: first done; run 2: both done; run 3: first failed
+        session.execute(update(DagRun).where(DagRun.dag_id.in_(ids)).values(state="running"))
+        for dag_id, states in zip(
+            ids[1:],
+            [{"first": "success"}, {"first": "success", "second": "success"}, {"first": "failed"}],
+            strict=True,
+        ):
+            for task_id, state in states.items():
+                session.execute(
+                    update(TaskInstance)
+                    .where(TaskInstance.dag_id == dag_id, TaskInstance.task_id == task_id)
+                    .values(state=state)
+                )
+        session.commit()
+        statements: list[str] = []
+
+        def record(conn, cursor, statement, *args) -> None:
+            statements.append(" ".join(statement.split()))
+
+        event.listen(settings.engine, "before_cursor_execute", record)
+        try:
+            with prohibit_commit(session) as guard:
+                runner._new_batch()
+                examine(guard, runs, session)
+        finally:
+            event.remove(settings.engine, "before_cursor_execute", record)
+        # the decision's read: every state of the run's TIs (the dependency checks read others)
+        ti_reads = sum(1 for s in statements if "OR task_instance.state IS NULL) ORDER BY" in s)
+        session.expire_all()
+        run_states = [
+            (run.dag_id.removeprefix(prefix), run.state)
+            for run in session.scalars(select(DagRun).where(DagRun.dag_id.in_(ids)).order_by(DagRun.dag_id))
+        ]
+        ti_states = [
+            (f"{dag_id.removeprefix(prefix)}.{task_id}", state)
+            for dag_id, task_id, state in session.execute(
+                select(TaskInstance.dag_id, TaskInstance.task_id, TaskInstance.state)
+                .where(TaskInstance.dag_id.in_(ids))
+                .order_by(TaskInstance.dag_id, TaskInstance.task_id)
+            )
+        ]
+        return ti_reads, run_states, ti_states
+
+    _bulk_created(
+        runner, session, [f"bulk_stock_tis_{i}" for i in range(4)] + [f"bulk_ours_tis_{i}" for i in range(4)]
+    )
+    stock = outcome(
+        lambda g, r, s: SchedulerJobRunner._schedule_all_dag_runs(runner, g, r, s), "bulk_stock_tis"
+    )
+    ours = outcome(runner._examine_batch, "bulk_ours_tis")
+    assert stock[1:] == ours[1:]
+    assert {state for _, state in ours[1]} == {"running", "success"}
+    assert {state for _, state in ours[2]} == {None, "success", "failed", "upstream_failed"}
+    assert stock[0] == 4  # one read per run
+    assert ours[0] == 1
+
+
+def test_prefetched_task_instances_answer_one_read_per_run_and_nothing_else(runner, session):
+    """Only the decision's read (every state, full DAG) is answered, once per run; other reads, a
+    run the caller forgets, and every read after the block go to the database."""
+    from airflow import settings
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.state import State
+    from sqlalchemy import event, select
+
+    from airflow_kestra_provider.scheduler import examined_tis
+
+    ids = [f"bulk_served_{i}" for i in range(3)]
+    _bulk_created(runner, session, ids)
+    runs = list(session.scalars(select(DagRun).where(DagRun.dag_id.in_(ids)).order_by(DagRun.dag_id)))
+    for run in runs:
+        run.dag = runner.dag_cache.get_latest(run.dag_id, session)
+    tis = examined_tis.load_task_instances(runs, session)
+    assert [sorted(ti.task_id for ti in tis[(r.dag_id, r.run_id)]) for r in runs] == [["first", "second"]] * 3
+    reads: list[str] = []
+
+    def record(conn, cursor, statement, *args) -> None:
+        reads.append(statement)
+
+    event.listen(settings.engine, "before_cursor_execute", record)
+    try:
+        with examined_tis.serving(runs, tis):
+            first, second, third = runs
+            examined_tis.forget(third)
+            assert [
+                ti.task_id for ti in first.get_task_instances(state=State.task_states, session=session)
+            ] == [
+                "first",
+                "second",
+            ]
+            assert reads == []
+            first.get_task_instances(state=State.task_states, session=session)  # a second read
+            assert len(reads) == 1
+            second.get_task_instances(state=State.unfinished, session=session)  # another filter
+            assert len(reads) == 2
+            second.get_task_instances(state=State.task_states, session=session)  # its one answer was used
+            third.get_task_instances(state=State.task_states, session=session)  # forgotten
+            assert len(reads) == 4
+        assert all("get_task_instances" not in run.__dict__ for run in runs)
+    finally:
+        event.remove(settings.engine, "before_cursor_execute", record)
