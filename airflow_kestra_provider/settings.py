@@ -255,6 +255,19 @@ OPTIONS: tuple[Option, ...] = (
         10_000_000,
     ),
     Option(
+        "scheduler_gc_threshold",
+        "integer",
+        "50000",
+        "Allocations between two collections of the youngest generation of Python's garbage "
+        "collector in the Kestra scheduler process (Python's own default is 700). Creating "
+        "thousands of runs allocates millions of short-lived objects next to up to "
+        "``dag_cache_size`` cached DAGs; with 700, 10,000 due DAGs took 37-43 s instead of "
+        "26 s until all their runs existed. 0 leaves Python's thresholds as they are.",
+        "50000",
+        0,
+        10_000_000,
+    ),
+    Option(
         "standalone_port",
         "integer",
         "8080",
@@ -368,6 +381,10 @@ def scheduler_bulk_create() -> bool:
 
 def dag_cache_size() -> int:
     return int(get("dag_cache_size"))
+
+
+def scheduler_gc_threshold() -> int:
+    return int(get("scheduler_gc_threshold"))
 
 
 def standalone_port() -> int:

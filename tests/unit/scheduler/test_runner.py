@@ -70,3 +70,27 @@ def test_min_above_max_interval_fails_at_start_naming_the_options(session, monke
     monkeypatch.setenv("AIRFLOW__KESTRA__MAX_POLL_INTERVAL", "1")
     with pytest.raises(KestraConfigError, match=r"\[kestra\] min_poll_interval .*max_poll_interval"):
         KestraSchedulerJobRunner(job=Job(), executors=[LocalExecutor()])
+
+
+def test_gc_threshold_is_read_at_start_and_set_for_the_loop(session, monkeypatch):
+    import gc
+
+    from airflow.executors.local_executor import LocalExecutor
+    from airflow.jobs.job import Job
+
+    from airflow_kestra_provider.scheduler.runner import KestraSchedulerJobRunner, set_gc_threshold
+    from airflow_kestra_provider.settings import KestraConfigError
+
+    monkeypatch.setenv("AIRFLOW__KESTRA__SCHEDULER_GC_THRESHOLD", "-1")
+    with pytest.raises(KestraConfigError, match=r"\[kestra\] scheduler_gc_threshold"):
+        KestraSchedulerJobRunner(job=Job(), executors=[LocalExecutor()])
+    monkeypatch.delenv("AIRFLOW__KESTRA__SCHEDULER_GC_THRESHOLD")
+    assert KestraSchedulerJobRunner(job=Job(), executors=[LocalExecutor()])._gc_threshold == 50000
+    before = gc.get_threshold()
+    try:
+        set_gc_threshold(0)
+        assert gc.get_threshold() == before
+        set_gc_threshold(50000)
+        assert gc.get_threshold() == (50000, *before[1:])
+    finally:
+        gc.set_threshold(*before)
