@@ -346,7 +346,7 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
                 return
             probe = LoopWork()  # counts the runs this call moved to RUNNING
             self._new_batch()
-            with probe.watching(session), queued_runs.stock_start_gets(runs):
+            with probe.watching(session), queued_runs.stock_start_gets(runs, session):
                 super()._start_queued_dagruns(session)
                 session.flush()
             if probe.dag_runs_changed < self._batch_size or time.monotonic() >= deadline:

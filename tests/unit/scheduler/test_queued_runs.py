@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
 import pytest
 
@@ -143,13 +144,53 @@ def test_the_stock_start_step_gets_the_given_runs_inside_the_block_only(session,
 
     stock = DagRun.__dict__["get_queued_dag_runs_to_set_running"]
     picked = lock_queued_runs_to_start(session, 2)
-    with stock_start_gets(picked):
+    with stock_start_gets(picked, session):
         # the stock start step calls it by this name
         assert list(DagRun.get_queued_dag_runs_to_set_running(session)) == picked
     session.rollback()
     assert DagRun.__dict__["get_queued_dag_runs_to_set_running"] is stock
     assert len(_stock(session)) == 7
     session.rollback()
+
+
+def test_the_stock_start_step_counts_the_running_runs_of_the_given_runs_dags_only(session, runs):
+    """Stock: the start step counts the running runs of every DAG. Inside the block the same
+    statement is restricted to the DAGs of the given runs (the only ones it looks up); outside
+    it the stock statement runs unchanged."""
+    from airflow import settings
+    from airflow.executors.local_executor import LocalExecutor
+    from airflow.jobs.job import Job
+    from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
+    from sqlalchemy import event
+
+    from airflow_kestra_provider.scheduler.queued_runs import lock_queued_runs_to_start, stock_start_gets
+    from airflow_kestra_provider.scheduler.runner import KestraSchedulerJobRunner
+
+    runner = KestraSchedulerJobRunner(job=Job(), executors=[LocalExecutor()])
+    statements: list[tuple[str, Any]] = []
+
+    def record(conn, cursor, statement, parameters, *args) -> None:
+        text = " ".join(statement.split())
+        if text.startswith("SELECT dag_run.dag_id, dag_run.backfill_id, count(dag_run.id) AS num_running"):
+            statements.append((text, parameters))
+
+    event.listen(settings.engine, "before_cursor_execute", record)
+    try:
+        picked = lock_queued_runs_to_start(session, 2)
+        with stock_start_gets(picked, session):
+            SchedulerJobRunner._start_queued_dagruns(runner, session)
+        session.rollback()
+        SchedulerJobRunner._start_queued_dagruns(runner, session)  # the stock step on its own
+        session.rollback()
+    finally:
+        event.remove(settings.engine, "before_cursor_execute", record)
+    assert len(statements) == 2
+    (inside, parameters), (outside, _) = statements
+    assert "dag_run.dag_id IN (" in inside
+    assert sorted(p for p in parameters if isinstance(p, str) and p != "running") == sorted(
+        {run.dag_id for run in picked}
+    )
+    assert " IN (" not in outside
 
 
 def test_any_queued_run_due(session, runs):
