@@ -7,7 +7,8 @@ those of a whole batch in one query, with the stock filter, order (``task_id``, 
 ``joinedload(TI.dag_run)``, and :func:`serving` makes each run's next such call return its list.
 
 Only that call is answered, and only once per run: any other call (another state filter, a partial
-DAG, a second read in the same batch) goes to the stock method, as does a run the caller
+DAG, a second read in the same batch, a read after the batch's transaction was rolled back for a
+retry) goes to the stock method, as does a run the caller
 :func:`forget`s because it may have added task instances (``verify_integrity`` after a DAG change).
 The rows are read at the start of the batch rather than just before each run's decision: a change
 another process commits during the batch (tens of milliseconds) is seen by the next examination,
@@ -58,12 +59,17 @@ def load_task_instances(runs: Iterable[DagRun], session: Session) -> dict[RunKey
     return found
 
 
-def _answer_once(run: DagRun, tis: list[TaskInstance]) -> None:
+def _answer_once(run: DagRun, tis: list[TaskInstance], session: Session) -> None:
     stock = run.get_task_instances  # the bound stock method, kept for every other call
+    read_in = session.get_transaction()
 
     def get_task_instances(state: Any = None, **kwargs: Any) -> list[TaskInstance]:
         forget(run)
-        if state == State.task_states and DagRun._get_partial_task_ids(run.dag) is None:
+        if (
+            state == State.task_states
+            and DagRun._get_partial_task_ids(run.dag) is None
+            and session.get_transaction() is read_in  # not after a rollback (a retried batch)
+        ):
             return list(tis)
         return stock(state=state, **kwargs)
 
@@ -76,13 +82,14 @@ def forget(run: DagRun) -> None:
 
 
 @contextmanager
-def serving(runs: list[DagRun], tis: dict[RunKey, list[TaskInstance]]) -> Iterator[None]:
+def serving(runs: list[DagRun], tis: dict[RunKey, list[TaskInstance]], session: Session) -> Iterator[None]:
     """Within the block, each run of ``runs`` answers its first ``get_task_instances`` for every
-    state from ``tis``; on exit every run is back to the stock method."""
+    state from ``tis``, read in ``session``'s current transaction (after a rollback, the stock
+    method answers); on exit every run is back to the stock method."""
     for run in runs:
         found = tis.get((run.dag_id, run.run_id))
         if found is not None:
-            _answer_once(run, found)
+            _answer_once(run, found, session)
     try:
         yield
     finally:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from airflow.models.backfill import Backfill, BackfillDagRun
 from airflow.models.dag import DagModel
@@ -104,7 +104,7 @@ def lock_queued_runs_to_start(session: Session, limit: int) -> list[DagRun]:
     return list(session.scalars(with_row_locks(query, of=DagRun, session=session, skip_locked=True)))
 
 
-def is_running_count_by_dag(statement: Any) -> bool:
+def is_running_count_by_dag(statement: Any) -> TypeGuard[Select[Any]]:
     """Whether ``statement`` is the stock start step's count of running runs per (dag_id,
     backfill_id): a SELECT of those two columns and ``num_running`` from ``dag_run`` alone."""
     return (
@@ -136,7 +136,7 @@ def stock_start_gets(runs: list[DagRun], session: Session) -> Iterator[None]:
 
     def count_these_dags_only(state: ORMExecuteState) -> None:
         statement = state.statement
-        if isinstance(statement, Select) and is_running_count_by_dag(statement):
+        if is_running_count_by_dag(statement):
             state.statement = statement.where(DagRun.dag_id.in_(dag_ids))
 
     DagRun.get_queued_dag_runs_to_set_running = classmethod(ours)  # type: ignore[method-assign,assignment]

@@ -419,7 +419,7 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         :mod:`.examined_tis` instead of one query per run."""
         dag_models = running_runs.load_dag_models({run.dag_id for run in batch}, session)
         tis = examined_tis.load_task_instances(batch, session)
-        with examined_tis.serving(batch, tis):
+        with examined_tis.serving(batch, tis, session):
             callbacks = super()._schedule_all_dag_runs(guard, batch, session)
         del dag_models  # held until here on purpose
         return callbacks

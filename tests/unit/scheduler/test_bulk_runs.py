@@ -590,7 +590,7 @@ def test_prefetched_task_instances_answer_one_read_per_run_and_nothing_else(runn
 
     event.listen(settings.engine, "before_cursor_execute", record)
     try:
-        with examined_tis.serving(runs, tis):
+        with examined_tis.serving(runs, tis, session):
             first, second, third = runs
             examined_tis.forget(third)
             assert [
@@ -607,6 +607,12 @@ def test_prefetched_task_instances_answer_one_read_per_run_and_nothing_else(runn
             second.get_task_instances(state=State.task_states, session=session)  # its one answer was used
             third.get_task_instances(state=State.task_states, session=session)  # forgotten
             assert len(reads) == 4
+        tis = examined_tis.load_task_instances(runs, session)
+        reads.clear()
+        with examined_tis.serving(runs, tis, session):
+            session.rollback()  # as before a retry of the batch: the rows read may be stale
+            first.get_task_instances(state=State.task_states, session=session)
+            assert any("FROM task_instance" in statement for statement in reads)
         assert all("get_task_instances" not in run.__dict__ for run in runs)
     finally:
         event.remove(settings.engine, "before_cursor_execute", record)
