@@ -152,6 +152,27 @@ def _create(runner, session, dag_id: str, *, bulk: bool) -> None:
         guard.commit()
 
 
+def _examined_statements(runner, session, examine, runs) -> list[str]:
+    """The SQL statements (whitespace collapsed) that ``examine(guard, runs, session)`` runs as one
+    batch, from a fresh per-batch state."""
+    from airflow import settings
+    from sqlalchemy import event
+
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, *args) -> None:
+        statements.append(" ".join(statement.split()))
+
+    event.listen(settings.engine, "before_cursor_execute", record)
+    try:
+        with prohibit_commit(session) as guard:
+            runner._new_batch()
+            examine(guard, runs, session)
+    finally:
+        event.remove(settings.engine, "before_cursor_execute", record)
+    return statements
+
+
 def test_bulk_rows_equal_the_rows_of_create_dagrun(runner, session):
     from airflow_kestra_provider.scheduler import bulk_runs
 
@@ -438,26 +459,14 @@ def test_unchanged_runs_and_the_critical_section_wait_for_the_recheck_interval(r
 def test_examining_a_batch_reads_its_dag_rows_with_one_query(runner, session):
     """The stock step reads each run's ``dag`` row with ``session.get``; after a commit each is a
     query of its own. Ours loads the batch's rows first, so none of those per-run reads queries."""
-    from airflow import settings
     from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
     from airflow.models.dagrun import DagRun
-    from sqlalchemy import event, select
+    from sqlalchemy import select
 
     def dag_reads(examine, dag_ids: list[str]) -> tuple[int, int]:
         runs = list(session.scalars(select(DagRun).where(DagRun.dag_id.in_(dag_ids))))
         session.commit()  # as between two batches: every loaded object is expired
-        statements: list[str] = []
-
-        def record(conn, cursor, statement, *args) -> None:
-            statements.append(" ".join(statement.split()))
-
-        event.listen(settings.engine, "before_cursor_execute", record)
-        try:
-            with prohibit_commit(session) as guard:
-                runner._new_batch()
-                examine(guard, runs, session)
-        finally:
-            event.remove(settings.engine, "before_cursor_execute", record)
+        statements = _examined_statements(runner, session, examine, runs)
         from_dag = [s for s in statements if " FROM dag WHERE dag.dag_id" in s]
         return (
             sum(1 for s in from_dag if "dag.dag_id = " in s),
@@ -500,11 +509,10 @@ def test_starting_runs_with_none_queued_is_one_small_query(runner, session):
 def test_examining_a_batch_reads_its_task_instances_with_one_query_and_decides_as_stock(runner, session):
     """The stock decision reads each run's task instances with a query of its own; ours reads the
     batch's in one query. Same starting states, same outcome: run states and TI states match."""
-    from airflow import settings
     from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
     from airflow.models.dagrun import DagRun
     from airflow.models.taskinstance import TaskInstance
-    from sqlalchemy import event, select, update
+    from sqlalchemy import select, update
 
     def outcome(examine, prefix: str) -> tuple[int, list[tuple[str, str]], list[tuple[str, str | None]]]:
         ids = [f"{prefix}_{i}" for i in range(4)]
@@ -523,18 +531,7 @@ def test_examining_a_batch_reads_its_task_instances_with_one_query_and_decides_a
                     .values(state=state)
                 )
         session.commit()
-        statements: list[str] = []
-
-        def record(conn, cursor, statement, *args) -> None:
-            statements.append(" ".join(statement.split()))
-
-        event.listen(settings.engine, "before_cursor_execute", record)
-        try:
-            with prohibit_commit(session) as guard:
-                runner._new_batch()
-                examine(guard, runs, session)
-        finally:
-            event.remove(settings.engine, "before_cursor_execute", record)
+        statements = _examined_statements(runner, session, examine, runs)
         # the decision's read: every state of the run's TIs (the dependency checks read others)
         ti_reads = sum(1 for s in statements if "OR task_instance.state IS NULL) ORDER BY" in s)
         session.expire_all()
