@@ -17,7 +17,6 @@ as it would be had it been committed just after the stock per-run read.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -52,10 +51,8 @@ def load_task_instances(runs: Iterable[DagRun], session: Session) -> dict[RunKey
         )
         .order_by(TaskInstance.dag_id, TaskInstance.run_id, TaskInstance.task_id, TaskInstance.map_index)
     )
-    grouped: dict[RunKey, list[TaskInstance]] = defaultdict(list)
     for ti in session.scalars(query):
-        grouped[(ti.dag_id, ti.run_id)].append(ti)
-    found.update(grouped)
+        found[(ti.dag_id, ti.run_id)].append(ti)
     return found
 
 

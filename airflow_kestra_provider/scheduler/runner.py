@@ -370,7 +370,6 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         fetched = list(dag_runs)
         batch = self._due_for_recheck(fetched)
         seen = {run.id for run in batch}  # before the stock commit expires the objects
-        self._new_batch()
         callbacks = self._examine_batch(guard, batch, session)
         stock_left = len(fetched) >= size and len(batch) == len(fetched)
         while True:  # at least one batch of ended runs per loop, whatever the budget
@@ -405,7 +404,6 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
             return []
         seen.update(run.id for run in batch)
         self._stamp_team_names(batch, session)
-        self._new_batch()
         return self._examine_batch(guard, batch, session)
 
     def _examine_batch(
@@ -417,6 +415,7 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         own query. The session only keeps objects something refers to: hold the rows until the
         batch is done. Each run's decision then reads its task instances from
         :mod:`.examined_tis` instead of one query per run."""
+        self._new_batch()
         dag_models = running_runs.load_dag_models({run.dag_id for run in batch}, session)
         tis = examined_tis.load_task_instances(batch, session)
         with examined_tis.serving(batch, tis, session):
