@@ -1,11 +1,17 @@
-"""KestraExecutor: workers claim queued task instances from the database in batches.
+"""KestraExecutor: workers claim the workloads the scheduler queued, in batches.
 
-The scheduler marks task instances QUEUED in the database and hands them to this executor.
-The executor does not ship them anywhere: it records their keys as running (so open slots are
-honest), wakes the embedded worker at once and, on PostgreSQL, NOTIFYs remote workers once per
-batch. Workers (embedded here, or ``airflow kestra worker`` processes) claim the rows with one
-query per poll and record how each try ended in ``kestra_task_claim``; :meth:`sync` turns the
-finished, unreported claims of this scheduler job into executor events with one statement.
+Each time the scheduler hands it task instances, the executor writes one ``kestra_workload`` row
+per workload (the ``ExecuteTask`` the scheduler built, token included) with one INSERT per
+heartbeat, wakes the embedded worker and, on PostgreSQL, NOTIFYs remote workers once. Workers
+(embedded here, or ``airflow kestra worker`` processes) claim the rows with one query per poll
+and record how each one ended; :meth:`sync` takes this scheduler job's finished rows with one
+statement and turns them into executor events.
+
+A row, not a ``(task instance, try)`` pair, is the unit of work: the same try queued again (after
+a deferral, a reschedule, a restart) is a new row, run once. The executor keeps, per task
+instance key, the rows still open; the end of a row whose try has been queued again since is no
+event (the scheduler would read it as "killed externally"), and rows that never ran here
+(dropped, revoked, refused at start, lost) only release their key.
 """
 
 from __future__ import annotations
@@ -17,10 +23,13 @@ from airflow.executors.base_executor import BaseExecutor, get_execution_api_serv
 
 from airflow_kestra_provider import settings
 from airflow_kestra_provider.queue import claims
+from airflow_kestra_provider.queue.claims import ENDED_RESULTS, QueuedWorkload, ReportedResult
 
 if TYPE_CHECKING:
     from airflow.models.taskinstance import TaskInstance
+    from airflow.models.taskinstancekey import TaskInstanceKey
 
+    from airflow_kestra_provider.worker.reaper import Reaper
     from airflow_kestra_provider.worker.worker import KestraWorker
 
 
@@ -36,8 +45,14 @@ class KestraExecutor(BaseExecutor):
         super().__init__(*args, **kwargs)
         self.worker: KestraWorker | None = None
         self._listen_notify = False
+        self._reaper: Reaper | None = None
+        # workload id -> its key, and key -> ids of its open workloads (usually one)
+        self._workload_keys: dict[str, TaskInstanceKey] = {}
+        self._open: dict[TaskInstanceKey, set[str]] = {}
+        self._unsent: list[QueuedWorkload] = []
 
     def start(self) -> None:
+        from airflow_kestra_provider.worker.reaper import Reaper
         from airflow_kestra_provider.worker.worker import (
             KestraWorker,
             WorkerSettings,
@@ -56,6 +71,7 @@ class KestraExecutor(BaseExecutor):
                 self.parallelism,
             )
         self._listen_notify = settings.listen_notify()
+        self._reaper = Reaper(config.worker_timeout, config.heartbeat_interval)
         ensure_schema()
         if embedded:
             self.worker = KestraWorker(config, server=get_execution_api_server_url(self.conf))
@@ -70,75 +86,129 @@ class KestraExecutor(BaseExecutor):
     def _process_workloads(self, workload_items: Sequence[Any]) -> None:
         from airflow.executors.workloads import ExecuteTask
 
+        from airflow_kestra_provider.worker.workloads import to_row
+
         for workload in workload_items:
             if not isinstance(workload, ExecuteTask):
                 raise ValueError(f"KestraExecutor cannot run {type(workload).__name__} workloads")
-            # Workers build their own workload from the claimed row; we only track the key.
-            self.queued_tasks.pop(workload.ti.key, None)
-            self.running.add(workload.ti.key)
-        if not workload_items:
-            return
-        if self.worker is not None:
-            self.worker.wake()
-        if self._listen_notify:
-            self._notify()
+            key = workload.ti.key
+            self.queued_tasks.pop(key, None)
+            row = to_row(workload)
+            self._track(row.id, key)
+            self._unsent.append(row)
+        self._send()
 
-    def _notify(self) -> None:
+    def _track(self, workload_id: str, key: TaskInstanceKey) -> None:
+        self._workload_keys[workload_id] = key
+        self._open.setdefault(key, set()).add(workload_id)
+        self.running.add(key)
+
+    def _send(self) -> None:
+        """Write the workloads not written yet (one statement) and wake the workers."""
+        if not self._unsent:
+            return
         try:
             with claims.session_scope() as session:
-                claims.notify(session)
+                claims.enqueue(session, self.job_id, self._unsent)  # type: ignore[arg-type]
+                if self._listen_notify:
+                    claims.notify(session)
         except Exception:
-            self.log.exception("NOTIFY failed; remote workers will find the batch at their next poll")
+            self.log.exception(
+                "could not write %d workloads; retrying at the next heartbeat", len(self._unsent)
+            )
+            return
+        self._unsent = []
+        if self.worker is not None:
+            self.worker.wake()
 
     # -- workers -> scheduler -------------------------------------------------------------
     def sync(self) -> None:
         if self.worker is not None and not self.worker.alive():
             self.log.error("the embedded kestra worker has a dead thread; see the log above")
+        self._send()
+        self._reap()
         if not self.running:
             return
-        from airflow.models.taskinstancekey import TaskInstanceKey
-
         try:
             with claims.session_scope() as session:
-                finished = claims.report_finished(session, self.job_id)  # type: ignore[arg-type]
+                reported = claims.report_finished(session, self.job_id)  # type: ignore[arg-type]
         except Exception:
             self.log.exception("could not read finished task instances; retrying at the next heartbeat")
             return
-        for row in finished:
-            key = TaskInstanceKey(row.dag_id, row.task_id, row.run_id, row.try_number, row.map_index)
-            if row.state == "success":
-                self.success(key)
-            else:
-                self.log.warning("task instance %s ended on its worker as failed: %s", key, row.detail)
-                self.fail(key, info=row.detail)
+        for row in reported:
+            self._settle(row)
 
-    def revoke_task(self, *, ti: TaskInstance) -> None:
-        """Forget ``ti`` (stuck in QUEUED past ``task_queued_timeout``) and release its claim."""
-        self.queued_tasks.pop(ti.key, None)
-        self.running.discard(ti.key)
+    def _settle(self, row: ReportedResult) -> None:
+        key = self._workload_keys.pop(row.workload_id, None)
+        if key is None:  # revoked or adopted away: nothing of ours waits for it
+            return
+        still_open = self._open.get(key, set())
+        still_open.discard(row.workload_id)
+        if still_open:
+            # The same try was queued again before this end was reported (resume after a
+            # deferral, a reschedule): the try is not over, and the newer workload reports it.
+            self.log.debug("%s: earlier workload %s ended (%s)", key, row.workload_id, row.result)
+            return
+        self._open.pop(key, None)
+        if row.result not in ENDED_RESULTS:
+            self.log.info("%s: workload %s %s (%s)", key, row.workload_id, row.result, row.detail or "")
+            self.running.discard(key)
+        elif row.result == "success":
+            self.success(key)
+        else:
+            self.log.warning("task instance %s ended on its worker as failed: %s", key, row.detail)
+            self.fail(key, info=row.detail)
+
+    def _reap(self) -> None:
+        """Settle dead workers' claims from the scheduler side too (no worker may be alive)."""
+        reaper = self._reaper
+        if reaper is None or not reaper.due():
+            return
         try:
             with claims.session_scope() as session:
-                claims.release(session, str(ti.id), ti.try_number)
+                reaper.reap(session, "KestraExecutor")
+            reaper.database_ok()
         except Exception:
-            self.log.exception("could not release the claim of %s", ti.key)
+            reaper.database_failed()
+            self.log.exception("could not reap dead workers; retrying later")
+
+    def revoke_task(self, *, ti: TaskInstance) -> None:
+        """Forget ``ti`` (stuck in QUEUED past ``task_queued_timeout``) and withdraw its workloads."""
+        self.queued_tasks.pop(ti.key, None)
+        self.running.discard(ti.key)
+        for workload_id in self._open.pop(ti.key, set()):
+            self._workload_keys.pop(workload_id, None)
+        self._unsent = [w for w in self._unsent if w.ti_id != str(ti.id)]
+        try:
+            with claims.session_scope() as session:
+                claims.revoke(session, str(ti.id), ti.try_number)
+        except Exception:
+            self.log.exception("could not revoke the workloads of %s", ti.key)
 
     def try_adopt_task_instances(self, tis: Sequence[TaskInstance]) -> Sequence[TaskInstance]:
-        """Adopt every task instance: claims live in the database, so whichever worker holds
-        (or will claim) one reports it to this scheduler job from now on."""
+        """Adopt the task instances: their open workloads keep running (or are claimed later) and
+        report to this scheduler job from now on. A RUNNING one without an open workload is
+        adopted too (its task ends through the Execution API, or the scheduler's heartbeat
+        timeout fails it). Only a QUEUED one whose workload was never written (its scheduler died
+        before its executor heartbeat) is handed back to be reset, as stock executors do."""
         if not tis:
             return []
         from airflow.models.taskinstancekey import TaskInstanceKey
 
         try:
             with claims.session_scope() as session:
-                keys = claims.adopt(session, self.job_id, [str(ti.id) for ti in tis])  # type: ignore[arg-type]
+                adopted = claims.adopt(session, self.job_id, [str(ti.id) for ti in tis])  # type: ignore[arg-type]
         except Exception:
             self.log.exception("could not adopt %d task instances; resetting them", len(tis))
             return tis
-        for dag_id, task_id, run_id, map_index, try_number in keys:
-            self.running.add(TaskInstanceKey(dag_id, task_id, run_id, try_number, map_index))
-        self.log.info("adopted %d task instances", len(tis))
-        return []
+        found = set()
+        for workload_id, (dag_id, task_id, run_id, map_index, try_number) in adopted:
+            key = TaskInstanceKey(dag_id, task_id, run_id, try_number, map_index)
+            self._track(workload_id, key)
+            found.add(key)
+        not_adopted = [ti for ti in tis if ti.key not in found and ti.state == "queued"]
+        self.log.info("adopted %d task instances, %d to reset", len(found), len(not_adopted))
+        return not_adopted
 
     # -- shutdown -------------------------------------------------------------------------
     def end(self) -> None:
@@ -147,6 +217,7 @@ class KestraExecutor(BaseExecutor):
         No final ``sync()``: the scheduler processes no events after ``end()``, so taking them
         would hide them from the scheduler job that adopts these task instances next.
         """
+        self._send()
         if self.worker is not None:
             self.worker.stop(drain=True)
             self.worker = None

@@ -2,8 +2,10 @@
 
 * ``kestra_worker``: one row per worker process (embedded or ``airflow kestra worker``) with a
   heartbeat, so a dead worker's claims can be found.
-* ``kestra_task_claim``: one row per claimed task instance try, keyed by ``(ti_id, try_number)``;
-  the primary key is what makes a claim exclusive.
+* ``kestra_workload``: one row per time the scheduler handed a task instance to the executor
+  (a new try, or the same try again after a deferral, a reschedule or a restart), with the
+  ``ExecuteTask`` workload the scheduler built (token included). Workers claim these rows; the
+  row's own id, not ``(ti_id, try_number)``, is what one claim and one result belong to.
 
 The SQL that reads and writes them is in :mod:`airflow_kestra_provider.queue.claims`.
 """
@@ -28,31 +30,52 @@ kestra_worker = Table(
     Column("heartbeat_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
-kestra_task_claim = Table(
-    "kestra_task_claim",
+kestra_workload = Table(
+    "kestra_workload",
     metadata,
-    Column("ti_id", UUID(as_uuid=False), primary_key=True),
-    Column("try_number", Integer, primary_key=True),
-    Column("worker_id", String(64), nullable=False),
-    Column("job_id", Integer),
+    Column("id", UUID(as_uuid=False), primary_key=True),
+    Column("ti_id", UUID(as_uuid=False), nullable=False),
+    Column("try_number", Integer, nullable=False),
+    # the executor event key
     Column("dag_id", String(250), nullable=False),
     Column("task_id", String(250), nullable=False),
     Column("run_id", String(250), nullable=False),
     Column("map_index", Integer, nullable=False),
-    Column("state", String(20), nullable=False),
+    Column("queue", String(256), nullable=False),
+    Column("priority_weight", Integer, nullable=False),
+    # the scheduler job whose executor queued (or adopted) it: the one that hears the result
+    Column("job_id", Integer),
+    Column("workload", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("worker_id", String(64)),
+    Column("claimed_at", DateTime(timezone=True)),
+    # success | failed: the try ended; not_started | dropped | revoked | lost: it never ran here,
+    # or its end was decided elsewhere (see queue.claims)
+    Column("result", String(20)),
     Column("exit_code", Integer),
     Column("detail", Text),
-    Column("claimed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("finished_at", DateTime(timezone=True)),
     Column("reported_at", DateTime(timezone=True)),
+    # waiting for a worker, in claim order: what the poll statement reads
+    Index(
+        "kestra_workload_pending",
+        "priority_weight",
+        "created_at",
+        postgresql_where=text("claimed_at IS NULL AND finished_at IS NULL"),
+    ),
     # finished, not yet reported: what sync() takes
     Index(
-        "kestra_task_claim_unreported",
+        "kestra_workload_unreported",
         "job_id",
         postgresql_where=text("finished_at IS NOT NULL AND reported_at IS NULL"),
     ),
-    # open claims of a worker: what the reaper looks at
-    Index("kestra_task_claim_open", "worker_id", postgresql_where=text("finished_at IS NULL")),
-    # reported claims by age: what the purge deletes
-    Index("kestra_task_claim_reported", "reported_at", postgresql_where=text("reported_at IS NOT NULL")),
+    # open claims of a worker: what the reaper and a worker's take-over look at
+    Index(
+        "kestra_workload_open",
+        "worker_id",
+        postgresql_where=text("claimed_at IS NOT NULL AND finished_at IS NULL"),
+    ),
+    # reported rows by age: what the purge deletes
+    Index("kestra_workload_reported", "reported_at", postgresql_where=text("reported_at IS NOT NULL")),
+    Index("kestra_workload_ti", "ti_id"),
 )

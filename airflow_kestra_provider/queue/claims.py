@@ -1,18 +1,27 @@
 """Every SQL statement of the KestraExecutor's queue, in one place (PostgreSQL).
 
-Two tables of our own sit beside Airflow's, ``kestra_worker`` and ``kestra_task_claim``
+Two tables of our own sit beside Airflow's, ``kestra_worker`` and ``kestra_workload``
 (defined in :mod:`airflow_kestra_provider.models.tables`, created by ``airflow db migrate``).
-The primary key ``(ti_id, try_number)`` of a claim is what makes it exclusive: two workers can
-never both insert it.
+The executor inserts one ``kestra_workload`` row each time the scheduler hands it a task
+instance (:func:`enqueue`, one statement per heartbeat); workers claim those rows.
 
-The hot path is :func:`claim`: ONE statement per poll that locks up to ``limit`` queued task
-instances (``FOR UPDATE SKIP LOCKED``), inserts their claim rows and returns everything a
-workload needs (DAG file, bundle, log-path fields) in the same round trip.
+The hot path is :func:`claim`: ONE statement per poll that locks up to ``limit`` pending
+workloads (``FOR UPDATE SKIP LOCKED``), marks them claimed by the worker and returns them. A
+workload whose task instance is no longer QUEUED with the same try (cleared, marked through the
+API, revoked) is finished as ``dropped`` by the same statement instead of being returned.
+
+Results (``kestra_workload.result``) and what the executor makes of them:
+
+* ``success`` / ``failed``: the task process exited 0 / otherwise, or its worker was lost while
+  it ran (``failed``); an executor event, unless the same try was queued again meanwhile;
+* ``not_started``: the Execution API refused the start (another start won, or the task instance
+  left QUEUED); ``dropped``: it left QUEUED before any worker claimed it; ``revoked``: the
+  scheduler revoked it; ``lost``: its worker died and the task instance had already ended. None
+  of these is an event: the task instance's state was decided elsewhere.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -23,74 +32,114 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 NOTIFY_CHANNEL = "kestra_task_queued"
+ENDED_RESULTS = frozenset({"success", "failed"})
+
+_ENQUEUE_SQL = text(
+    """
+    INSERT INTO kestra_workload
+        (id, ti_id, try_number, dag_id, task_id, run_id, map_index, queue, priority_weight, job_id,
+         workload, created_at)
+    SELECT r.id, r.ti_id, r.try_number, r.dag_id, r.task_id, r.run_id, r.map_index, r.queue,
+           r.priority_weight, :job_id, r.workload, now()
+    FROM unnest(CAST(:ids AS uuid[]), CAST(:ti_ids AS uuid[]), CAST(:tries AS integer[]),
+                CAST(:dag_ids AS varchar[]), CAST(:task_ids AS varchar[]), CAST(:run_ids AS varchar[]),
+                CAST(:map_indexes AS integer[]), CAST(:queues AS varchar[]),
+                CAST(:priorities AS integer[]), CAST(:workloads AS text[]))
+         AS r(id, ti_id, try_number, dag_id, task_id, run_id, map_index, queue, priority_weight, workload)
+    ON CONFLICT (id) DO NOTHING
+    """
+)
+
+# The worker must still be registered as running: a worker declared dead claims nothing.
 _CLAIM_SQL = text(
     """
     WITH candidate AS (
-        SELECT ti.id, ti.try_number, ti.queued_by_job_id, ti.dag_id, ti.task_id, ti.run_id, ti.map_index
-        FROM task_instance AS ti
-        WHERE ti.state = 'queued'
-          AND (ti.executor = ANY(:executor_names) OR (:default_executor AND ti.executor IS NULL))
-          AND (:all_queues OR ti.queue = ANY(:queues))
-          AND NOT EXISTS (
-              SELECT 1 FROM kestra_task_claim AS c WHERE c.ti_id = ti.id AND c.try_number = ti.try_number
-          )
-        ORDER BY ti.priority_weight DESC, ti.queued_dttm
+        SELECT w.id,
+               EXISTS (
+                   SELECT 1 FROM task_instance AS ti
+                   WHERE ti.id = w.ti_id AND ti.try_number = w.try_number AND ti.state = 'queued'
+               ) AS runnable
+        FROM kestra_workload AS w
+        WHERE w.claimed_at IS NULL AND w.finished_at IS NULL
+          AND (:all_queues OR w.queue = ANY(:queues))
+          AND EXISTS (SELECT 1 FROM kestra_worker WHERE id = :worker_id AND state = 'running')
+        ORDER BY w.priority_weight DESC, w.created_at
         LIMIT :limit
-        FOR UPDATE OF ti SKIP LOCKED
+        FOR UPDATE OF w SKIP LOCKED
     ), claimed AS (
-        INSERT INTO kestra_task_claim
-            (ti_id, try_number, worker_id, job_id, dag_id, task_id, run_id, map_index, state, claimed_at)
-        SELECT id, try_number, :worker_id, queued_by_job_id, dag_id, task_id, run_id, map_index,
-               'claimed', now()
-        FROM candidate
-        ON CONFLICT (ti_id, try_number) DO NOTHING
-        RETURNING ti_id, try_number
+        UPDATE kestra_workload AS w
+        SET worker_id = :worker_id, claimed_at = now(),
+            finished_at = CASE WHEN c.runnable THEN NULL ELSE now() END,
+            result = CASE WHEN c.runnable THEN NULL ELSE 'dropped' END
+        FROM candidate AS c
+        WHERE w.id = c.id
+        RETURNING w.id, w.ti_id, w.try_number, w.workload, w.priority_weight, w.created_at, c.runnable
     )
-    SELECT ti.id, ti.task_id, ti.dag_id, ti.run_id, ti.map_index, claimed.try_number,
-           ti.dag_version_id, ti.hostname, ti.context_carrier, ti.queue, ti.pool_slots,
-           ti.priority_weight, dag.relative_fileloc, dag.bundle_name, dr.bundle_version, dr.logical_date
-    FROM claimed
-    JOIN task_instance AS ti ON ti.id = claimed.ti_id
-    JOIN dag_run AS dr ON dr.dag_id = ti.dag_id AND dr.run_id = ti.run_id
-    JOIN dag ON dag.dag_id = ti.dag_id
+    SELECT id, ti_id, try_number, workload FROM claimed WHERE runnable
+    ORDER BY priority_weight DESC, created_at
     """
 )
 
+# Only the worker that owns a claim records its result.
 _FINISH_SQL = text(
     """
-    UPDATE kestra_task_claim AS c
-    SET state = r.state, exit_code = r.exit_code, detail = r.detail, finished_at = now()
-    FROM unnest(CAST(:ti_ids AS uuid[]), CAST(:tries AS integer[]), CAST(:states AS varchar[]),
-                CAST(:exit_codes AS integer[]), CAST(:details AS text[]))
-         AS r(ti_id, try_number, state, exit_code, detail)
-    WHERE c.ti_id = r.ti_id AND c.try_number = r.try_number AND c.finished_at IS NULL
+    UPDATE kestra_workload AS w
+    SET result = r.result, exit_code = r.exit_code, detail = r.detail, finished_at = now()
+    FROM unnest(CAST(:ids AS uuid[]), CAST(:results AS varchar[]), CAST(:exit_codes AS integer[]),
+                CAST(:details AS text[]))
+         AS r(id, result, exit_code, detail)
+    WHERE w.id = r.id AND w.worker_id = :worker_id AND w.finished_at IS NULL
     """
 )
 
+# Claims handed back unstarted (the worker is stopping): pending again for any worker.
+_RELEASE_SQL = text(
+    """
+    UPDATE kestra_workload SET worker_id = NULL, claimed_at = NULL
+    WHERE id = ANY(CAST(:ids AS uuid[])) AND worker_id = :worker_id AND finished_at IS NULL
+    """
+)
+
+# Finished rows of this job, plus pending ones whose task instance left QUEUED unclaimed (their
+# keys must leave the executor's running set even when no worker serves their queue).
 _REPORT_SQL = text(
     """
-    UPDATE kestra_task_claim AS c
-    SET reported_at = now()
-    WHERE c.finished_at IS NOT NULL AND c.reported_at IS NULL
-      AND COALESCE(
-          (SELECT ti.queued_by_job_id FROM task_instance AS ti WHERE ti.id = c.ti_id), c.job_id
-      ) IS NOT DISTINCT FROM :job_id
-    RETURNING c.dag_id, c.task_id, c.run_id, c.map_index, c.try_number, c.state, c.detail
+    WITH dropped AS (
+        UPDATE kestra_workload AS w
+        SET result = 'dropped', finished_at = now(), reported_at = now()
+        WHERE w.job_id = :job_id AND w.claimed_at IS NULL AND w.finished_at IS NULL
+          AND NOT EXISTS (
+              SELECT 1 FROM task_instance AS ti
+              WHERE ti.id = w.ti_id AND ti.try_number = w.try_number AND ti.state = 'queued'
+          )
+        RETURNING w.id, w.result, w.detail
+    ), reported AS (
+        UPDATE kestra_workload AS w
+        SET reported_at = now()
+        WHERE w.job_id = :job_id AND w.finished_at IS NOT NULL AND w.reported_at IS NULL
+        RETURNING w.id, w.result, w.detail
+    )
+    SELECT id, result, detail FROM reported
+    UNION ALL
+    SELECT id, result, detail FROM dropped
     """
 )
 
 _ADOPT_SQL = text(
     """
-    WITH moved AS (
-        UPDATE kestra_task_claim SET job_id = :job_id
-        WHERE ti_id = ANY(CAST(:ti_ids AS uuid[])) AND reported_at IS NULL
-    )
-    SELECT dag_id, task_id, run_id, map_index, try_number
-    FROM task_instance WHERE id = ANY(CAST(:ti_ids AS uuid[]))
+    UPDATE kestra_workload SET job_id = :job_id
+    WHERE ti_id = ANY(CAST(:ti_ids AS uuid[])) AND reported_at IS NULL
+    RETURNING id, dag_id, task_id, run_id, map_index, try_number
     """
 )
 
-_RELEASE_SQL = text("DELETE FROM kestra_task_claim WHERE ti_id = CAST(:ti_id AS uuid) AND try_number = :try")
+_REVOKE_SQL = text(
+    """
+    UPDATE kestra_workload
+    SET result = 'revoked', finished_at = now(), reported_at = now()
+    WHERE ti_id = CAST(:ti_id AS uuid) AND try_number = :try AND claimed_at IS NULL AND finished_at IS NULL
+    """
+)
 
 _REGISTER_SQL = text(
     """
@@ -99,41 +148,67 @@ _REGISTER_SQL = text(
     """
 )
 
+# A worker's open claims move to its new id when it registers anew after it was declared dead;
+# the ones the reaper released or finished meanwhile are not its own any more.
+_TAKE_OVER_SQL = text(
+    """
+    UPDATE kestra_workload SET worker_id = :new_id
+    WHERE worker_id = :old_id AND claimed_at IS NOT NULL AND finished_at IS NULL
+    RETURNING id
+    """
+)
+
 _HEARTBEAT_SQL = text("UPDATE kestra_worker SET heartbeat_at = now() WHERE id = :id AND state = 'running'")
 
 _STOP_SQL = text("UPDATE kestra_worker SET state = 'stopped', heartbeat_at = now() WHERE id = :id")
 
-# A worker whose heartbeat is older than the timeout is dead. Its claims on task instances that
-# are still QUEUED with the same try are deleted (the task never started: another worker may
-# claim it); its other open claims are finished as failed, so the scheduler hears of them.
+# A worker whose heartbeat is older than the timeout is dead. Open claims of dead workers:
+# * task instance still QUEUED with the same try: the task never started; the claim goes back to
+#   pending for another worker (if the dead worker's start was under way, the Execution API lets
+#   only one start win, and the loser reports not_started);
+# * task instance RUNNING with that try and still heartbeating (its worker is frozen, its task
+#   is not): left alone; the worker takes it over if it comes back, or the task ends by itself;
+# * otherwise finished: ``failed`` if the task instance is still RUNNING (its task is gone, the
+#   scheduler applies its retries), else ``lost`` (it ended on its own; nothing to report).
 _REAP_SQL = text(
     """
     WITH dead AS (
         UPDATE kestra_worker SET state = 'dead'
         WHERE state = 'running' AND heartbeat_at < now() - make_interval(secs => :timeout)
         RETURNING id
+    ), orphan AS (
+        SELECT w.id,
+               (ti.state = 'queued' AND ti.try_number = w.try_number) AS not_started,
+               (ti.state = 'running' AND ti.try_number = w.try_number) AS running,
+               (ti.last_heartbeat_at > now() - make_interval(secs => :timeout)) AS heartbeating
+        FROM kestra_workload AS w
+        LEFT JOIN task_instance AS ti ON ti.id = w.ti_id
+        WHERE w.claimed_at IS NOT NULL AND w.finished_at IS NULL
+          AND (w.worker_id IN (SELECT id FROM dead)
+               OR w.worker_id IN (SELECT id FROM kestra_worker WHERE state = 'dead'))
+        FOR UPDATE OF w SKIP LOCKED
     ), released AS (
-        DELETE FROM kestra_task_claim AS c
-        USING dead, task_instance AS ti
-        WHERE c.worker_id = dead.id AND c.finished_at IS NULL
-          AND ti.id = c.ti_id AND ti.try_number = c.try_number AND ti.state = 'queued'
-        RETURNING c.ti_id, c.try_number
-    ), failed AS (
-        UPDATE kestra_task_claim AS c
-        SET state = 'failed', finished_at = now(), detail = 'worker ' || c.worker_id || ' lost'
-        FROM dead
-        WHERE c.worker_id = dead.id AND c.finished_at IS NULL
-          AND NOT EXISTS (SELECT 1 FROM released AS r WHERE r.ti_id = c.ti_id AND r.try_number = c.try_number)
-        RETURNING c.ti_id
+        UPDATE kestra_workload AS w SET worker_id = NULL, claimed_at = NULL
+        FROM orphan AS o WHERE w.id = o.id AND o.not_started
+        RETURNING w.id
+    ), ended AS (
+        UPDATE kestra_workload AS w
+        SET result = CASE WHEN o.running THEN 'failed' ELSE 'lost' END,
+            finished_at = now(), detail = 'worker ' || w.worker_id || ' lost'
+        FROM orphan AS o
+        WHERE w.id = o.id AND NOT coalesce(o.not_started, false)
+          AND NOT (coalesce(o.running, false) AND coalesce(o.heartbeating, false))
+        RETURNING w.id, w.result
     )
-    SELECT (SELECT count(*) FROM dead), (SELECT count(*) FROM released), (SELECT count(*) FROM failed)
+    SELECT (SELECT count(*) FROM dead), (SELECT count(*) FROM released),
+           (SELECT count(*) FROM ended WHERE result = 'failed')
     """
 )
 
 _PURGE_SQL = text(
     """
-    WITH claims AS (
-        DELETE FROM kestra_task_claim WHERE reported_at < now() - make_interval(secs => :retention)
+    WITH workloads AS (
+        DELETE FROM kestra_workload WHERE reported_at < now() - make_interval(secs => :retention)
         RETURNING 1
     )
     DELETE FROM kestra_worker
@@ -145,48 +220,47 @@ _NOTIFY_SQL = text(f"SELECT pg_notify('{NOTIFY_CHANNEL}', '')")
 
 
 @dataclass(frozen=True)
-class ClaimedTask:
-    """One claimed task instance try with what its workload needs."""
+class QueuedWorkload:
+    """One workload as the executor writes it."""
 
     id: str
-    task_id: str
+    ti_id: str
+    try_number: int
     dag_id: str
+    task_id: str
     run_id: str
     map_index: int
-    try_number: int
-    dag_version_id: str
-    hostname: str | None
-    context_carrier: dict[str, Any] | None
     queue: str
-    pool_slots: int
     priority_weight: int
-    relative_fileloc: str | None
-    bundle_name: str
-    bundle_version: str | None
-    logical_date: Any
+    workload: str  # ExecuteTask JSON
+
+
+@dataclass(frozen=True)
+class ClaimedWorkload:
+    """One claimed workload: its row id and the ExecuteTask JSON the scheduler built."""
+
+    id: str
+    ti_id: str
+    try_number: int
+    workload: str
 
 
 @dataclass(frozen=True)
 class TaskResult:
-    """How one claimed try ended on its worker."""
+    """How one claimed workload ended on its worker."""
 
-    ti_id: str
-    try_number: int
-    state: str  # "success" or "failed"
+    workload_id: str
+    result: str  # success | failed | not_started, or release (hand the claim back unstarted)
     exit_code: int | None = None
     detail: str | None = None
 
 
 @dataclass(frozen=True)
-class FinishedClaim:
-    """A finished try not yet reported to the scheduler that queued it."""
+class ReportedResult:
+    """A finished workload not yet reported to the scheduler job that owns it."""
 
-    dag_id: str
-    task_id: str
-    run_id: str
-    map_index: int
-    try_number: int
-    state: str
+    workload_id: str
+    result: str
     detail: str | None
 
 
@@ -222,7 +296,7 @@ def session_scope() -> Iterator[Session]:
 
 
 _TABLES_PRESENT_SQL = text(
-    "SELECT to_regclass('kestra_worker') IS NOT NULL AND to_regclass('kestra_task_claim') IS NOT NULL"
+    "SELECT to_regclass('kestra_worker') IS NOT NULL AND to_regclass('kestra_workload') IS NOT NULL"
 )
 
 
@@ -231,92 +305,86 @@ def tables_present(session: Session) -> bool:
     return bool(session.execute(_TABLES_PRESENT_SQL).scalar())
 
 
-def claim(
-    session: Session,
-    *,
-    worker_id: str,
-    limit: int,
-    executor_names: Sequence[str],
-    default_executor: bool,
-    queues: Iterable[str],
-) -> list[ClaimedTask]:
-    """Claim up to ``limit`` queued task instances for ``worker_id`` in one statement."""
+def enqueue(session: Session, job_id: int | None, workloads: Sequence[QueuedWorkload]) -> None:
+    """Write the workloads one executor heartbeat was handed: one statement for all of them."""
+    if not workloads:
+        return
+    session.execute(
+        _ENQUEUE_SQL,
+        {
+            "job_id": job_id,
+            "ids": [w.id for w in workloads],
+            "ti_ids": [w.ti_id for w in workloads],
+            "tries": [w.try_number for w in workloads],
+            "dag_ids": [w.dag_id for w in workloads],
+            "task_ids": [w.task_id for w in workloads],
+            "run_ids": [w.run_id for w in workloads],
+            "map_indexes": [w.map_index for w in workloads],
+            "queues": [w.queue for w in workloads],
+            "priorities": [w.priority_weight for w in workloads],
+            "workloads": [w.workload for w in workloads],
+        },
+    )
+
+
+def claim(session: Session, *, worker_id: str, limit: int, queues: Iterable[str]) -> list[ClaimedWorkload]:
+    """Claim up to ``limit`` pending workloads for ``worker_id`` in one statement."""
     queue_list = sorted(queues)
     rows = session.execute(
         _CLAIM_SQL,
         {
             "worker_id": worker_id,
             "limit": limit,
-            "executor_names": list(executor_names),
-            "default_executor": default_executor,
             "all_queues": not queue_list,
             "queues": queue_list or [""],
         },
     ).all()
-    return [_claimed_task(row) for row in rows]
+    return [ClaimedWorkload(str(r.id), str(r.ti_id), r.try_number, r.workload) for r in rows]
 
 
-def _claimed_task(row: Any) -> ClaimedTask:
-    carrier = row.context_carrier
-    if isinstance(carrier, str):
-        carrier = json.loads(carrier)
-    return ClaimedTask(
-        id=str(row.id),
-        task_id=row.task_id,
-        dag_id=row.dag_id,
-        run_id=row.run_id,
-        map_index=row.map_index,
-        try_number=row.try_number,
-        dag_version_id=str(row.dag_version_id),
-        hostname=row.hostname,
-        context_carrier=carrier,
-        queue=row.queue or "default",
-        pool_slots=row.pool_slots,
-        priority_weight=row.priority_weight or 1,
-        relative_fileloc=row.relative_fileloc,
-        bundle_name=row.bundle_name,
-        bundle_version=row.bundle_version,
-        logical_date=row.logical_date,
-    )
-
-
-def finish(session: Session, results: Sequence[TaskResult]) -> None:
-    """Record how a batch of claimed tries ended: one statement for the whole batch."""
+def finish(session: Session, worker_id: str, results: Sequence[TaskResult]) -> None:
+    """Record how a batch of ``worker_id``'s claims ended: one statement for the whole batch.
+    Claims the worker no longer owns (it was declared dead meanwhile) are left as they are."""
     if not results:
         return
     session.execute(
         _FINISH_SQL,
         {
-            "ti_ids": [r.ti_id for r in results],
-            "tries": [r.try_number for r in results],
-            "states": [r.state for r in results],
+            "worker_id": worker_id,
+            "ids": [r.workload_id for r in results],
+            "results": [r.result for r in results],
             "exit_codes": [r.exit_code for r in results],
             "details": [r.detail for r in results],
         },
     )
 
 
-def report_finished(session: Session, job_id: int | None) -> list[FinishedClaim]:
-    """Take the finished, unreported tries owned by scheduler job ``job_id``: the job that
-    queued the task instance, or adopted it since (``task_instance.queued_by_job_id``)."""
+def release(session: Session, worker_id: str, workload_ids: Sequence[str]) -> None:
+    """Hand ``worker_id``'s unstarted claims back to the queue."""
+    if workload_ids:
+        session.execute(_RELEASE_SQL, {"worker_id": worker_id, "ids": list(workload_ids)})
+
+
+def report_finished(session: Session, job_id: int | None) -> list[ReportedResult]:
+    """Take the finished, unreported workloads of scheduler job ``job_id``."""
     rows = session.execute(_REPORT_SQL, {"job_id": job_id}).all()
-    return [FinishedClaim(*row) for row in rows]
+    return [ReportedResult(str(r.id), r.result, r.detail) for r in rows]
 
 
 def adopt(
     session: Session, job_id: int | None, ti_ids: Sequence[str]
-) -> list[tuple[str, str, str, int, int]]:
-    """Route the results of ``ti_ids`` to scheduler job ``job_id`` (it adopted them); returns their
-    keys as ``(dag_id, task_id, run_id, map_index, try_number)``."""
+) -> list[tuple[str, tuple[str, str, str, int, int]]]:
+    """Route the results of ``ti_ids``' open workloads to scheduler job ``job_id`` (it adopted
+    them); returns ``(workload id, (dag_id, task_id, run_id, map_index, try_number))`` of each."""
     if not ti_ids:
         return []
     rows = session.execute(_ADOPT_SQL, {"job_id": job_id, "ti_ids": list(ti_ids)}).all()
-    return [(r.dag_id, r.task_id, r.run_id, r.map_index, r.try_number) for r in rows]
+    return [(str(r.id), (r.dag_id, r.task_id, r.run_id, r.map_index, r.try_number)) for r in rows]
 
 
-def release(session: Session, ti_id: str, try_number: int) -> None:
-    """Forget the claim of one try so it can be claimed again (the scheduler revoked it)."""
-    session.execute(_RELEASE_SQL, {"ti_id": ti_id, "try": try_number})
+def revoke(session: Session, ti_id: str, try_number: int) -> None:
+    """Withdraw the unclaimed workloads of one try (the scheduler revoked it)."""
+    session.execute(_REVOKE_SQL, {"ti_id": ti_id, "try": try_number})
 
 
 def register_worker(
@@ -326,6 +394,11 @@ def register_worker(
         _REGISTER_SQL,
         {"id": worker_id, "hostname": hostname, "pid": pid, "embedded": embedded, "concurrency": concurrency},
     )
+
+
+def take_over(session: Session, old_id: str, new_id: str) -> set[str]:
+    """Move ``old_id``'s open claims to ``new_id``; returns the workload ids it still owns."""
+    return {str(r.id) for r in session.execute(_TAKE_OVER_SQL, {"old_id": old_id, "new_id": new_id})}
 
 
 def heartbeat(session: Session, worker_id: str) -> bool:
@@ -338,13 +411,14 @@ def stop_worker(session: Session, worker_id: str) -> None:
 
 
 def reap_dead_workers(session: Session, timeout: float) -> tuple[int, int, int]:
-    """Declare workers silent for ``timeout`` s dead; returns (workers, claims released, claims failed)."""
+    """Declare workers silent for ``timeout`` s dead and settle their open claims; returns
+    (workers declared dead, claims released to other workers, claims failed)."""
     row = session.execute(_REAP_SQL, {"timeout": timeout}).one()
     return int(row[0]), int(row[1]), int(row[2])
 
 
 def purge(session: Session, retention: float) -> None:
-    """Delete claims reported, and workers stopped, more than ``retention`` seconds ago."""
+    """Delete workloads reported, and workers stopped, more than ``retention`` seconds ago."""
     session.execute(_PURGE_SQL, {"retention": retention})
 
 
@@ -354,15 +428,16 @@ def notify(session: Session) -> None:
 
 
 # -- status for the web UI page (not the hot path) -------------------------------------------------
-_TABLES_EXIST_SQL = text("SELECT to_regclass('kestra_task_claim') IS NOT NULL")
+_TABLES_EXIST_SQL = text("SELECT to_regclass('kestra_workload') IS NOT NULL")
 
 _QUEUE_STATUS_SQL = text(
     """
     SELECT
         (SELECT count(*) FROM task_instance WHERE state = 'queued') AS queued,
         (SELECT count(*) FROM task_instance WHERE state = 'running') AS running,
-        (SELECT count(*) FROM kestra_task_claim WHERE finished_at IS NULL) AS claims_open,
-        (SELECT count(*) FROM kestra_task_claim
+        (SELECT count(*) FROM kestra_workload
+            WHERE claimed_at IS NOT NULL AND finished_at IS NULL) AS claims_open,
+        (SELECT count(*) FROM kestra_workload
             WHERE claimed_at > now() - make_interval(secs => :window)) AS claims_in_window,
         (SELECT percentile_cont(ARRAY[0.5, 0.9, 0.99]) WITHIN GROUP (
                 ORDER BY extract(epoch FROM dr.end_date - dr.queued_at))

@@ -5,6 +5,15 @@ process's main thread: each runner is a process forked once (with Airflow alread
 worker start, never a fresh interpreter per task. The parent talks to every runner over its own
 duplex pipe, so it always knows which runner holds which task, and it watches each runner's
 process sentinel, so a runner that dies is noticed at once and its task reported failed.
+
+Nothing outlives the worker, however it dies:
+
+* every runner watches a *lifeline* pipe whose only write end is the worker's: when the worker
+  process is gone (even SIGKILLed alone) the pipe reads EOF and the runner kills its task's
+  process group and exits;
+* every task process is forked with a parent-death signal (SIGKILL, Linux) and its pid is kept
+  in shared memory, so a runner that dies takes its task with it, and the worker kills the task's
+  process group before it reports the task.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
@@ -47,19 +57,83 @@ def scrub_environment(environ: dict[str, str] | Any = os.environ) -> list[str]:
 
 @dataclass
 class Job:
-    """A workload handed to a runner: its claim identity plus the picklable workload."""
+    """A workload handed to a runner: the id of its ``kestra_workload`` row plus the workload."""
 
-    ti_id: str
-    try_number: int
+    workload_id: str
     workload: Any
 
 
-def _runner_main(conn: Connection, server: str | None, title: str, retry_window: float) -> None:
-    """Body of one runner process: receive a workload, supervise it, send back its exit code."""
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In a freshly forked task process: get SIGKILL when the runner that forked it dies."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _kill_group(pid: int) -> None:
+    """SIGKILL the process group led by ``pid`` (a task process leads its own), else ``pid``."""
+    if pid <= 0:
+        return
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _watch_lifeline(lifeline: int, worker_pid: int, task_pid: Any) -> None:
+    """Runner thread: when the worker is gone, kill the running task's group and exit at once."""
+    import select
+
+    while True:
+        ready, _, _ = select.select([lifeline], [], [], 1.0)
+        if (ready and not os.read(lifeline, 1)) or os.getppid() != worker_pid:
+            _kill_group(task_pid.value)
+            os._exit(1)
+
+
+def _remember_task_pid(task_pid: Any, known: set[int]) -> None:
+    """In the runner, right after it forked: keep the new child's pid (the task process)."""
+    import psutil
+
+    with contextlib.suppress(Exception):
+        children = {p.pid for p in psutil.Process().children()}
+        new = children - known
+        if new:
+            task_pid.value = max(new)
+        known.clear()
+        known.update(children)
+
+
+def _runner_main(
+    conn: Connection,
+    server: str | None,
+    title: str,
+    retry_window: float,
+    lifeline: tuple[int, int],
+    task_pid: Any,
+) -> None:
+    """Body of one runner process: receive a workload, supervise it, send back how it ended:
+    ``("exit", code, None)``, ``("not_started", None, why)`` or ``("error", None, why)``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    read_end, write_end = lifeline
+    os.close(write_end)
     scrub_environment()
     _set_title(f"{title} <idle>")
+    known: set[int] = set()
+    os.register_at_fork(
+        after_in_child=_die_with_parent, after_in_parent=lambda: _remember_task_pid(task_pid, known)
+    )
+    threading.Thread(
+        target=_watch_lifeline, args=(read_end, os.getppid(), task_pid), name="lifeline", daemon=True
+    ).start()
     while True:
         try:
             workload = conn.recv()
@@ -69,12 +143,29 @@ def _runner_main(conn: Connection, server: str | None, title: str, retry_window:
             return
         try:
             code = _run(workload, server, f"{title} {workload.display_name}", retry_window)
-            conn.send((int(code) if code is not None else 0, None))
+            conn.send(("exit", int(code) if code is not None else 0, None))
         except BaseException as err:  # report, never die silently with a task in hand
+            kind = "not_started" if start_refused(err) else "error"
             with contextlib.suppress(Exception):
-                conn.send((None, f"{type(err).__name__}: {err}"))
+                conn.send((kind, None, f"{type(err).__name__}: {err}"))
             if isinstance(err, (KeyboardInterrupt, SystemExit)):
                 return
+        finally:
+            task_pid.value = 0
+
+
+def start_refused(err: BaseException) -> bool:
+    """Whether the Execution API refused to start the task (HTTP 409 on ``.../run``): another
+    start of this queueing won, or the task instance is no longer QUEUED. Such a try did not run
+    here, and its end must not be written over the winner's."""
+    from airflow.sdk.api.client import ServerResponseError
+
+    if not isinstance(err, ServerResponseError):
+        return False
+    try:
+        return err.response.status_code == 409 and err.request.url.path.endswith("/run")
+    except Exception:
+        return False
 
 
 def _set_title(text: str) -> None:
@@ -155,6 +246,7 @@ def preload() -> list[str]:
 class _Runner:
     process: multiprocessing.process.BaseProcess
     conn: Connection
+    task_pid: Any  # multiprocessing.Value("i"): pid of the task process it runs, or 0
     job: Job | None = None
     started: list[float] = field(default_factory=list)
 
@@ -184,6 +276,7 @@ class RunnerPool:
         self._runners: list[_Runner] = []
         self._idle: list[_Runner] = []
         self._stopping = False
+        self._lifeline: tuple[int, int] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -191,6 +284,7 @@ class RunnerPool:
         import gc
 
         preload()
+        self._lifeline = os.pipe()
         gc.freeze()  # as LocalExecutor does: fewer copy-on-write pages in the runners
         try:
             for _ in range(self.size):
@@ -201,16 +295,18 @@ class RunnerPool:
             gc.unfreeze()
 
     def _spawn(self) -> _Runner:
+        assert self._lifeline is not None
         parent, child = self._ctx.Pipe(duplex=True)
+        task_pid = self._ctx.Value("i", 0, lock=False)
         process = self._ctx.Process(
             target=_runner_main,
-            args=(child, self.server, self.title, self.retry_window),
+            args=(child, self.server, self.title, self.retry_window, self._lifeline, task_pid),
             name="kestra-runner",
             daemon=False,
         )
         process.start()
         child.close()
-        return _Runner(process, parent)
+        return _Runner(process, parent, task_pid)
 
     @property
     def free_slots(self) -> int:
@@ -232,7 +328,7 @@ class RunnerPool:
         try:
             runner.conn.send(job.workload)
         except (OSError, ValueError) as err:
-            log.warning("could not hand %s to runner %s: %s", job.ti_id, runner.process.pid, err)
+            log.warning("could not hand %s to runner %s: %s", job.workload_id, runner.process.pid, err)
             # The sentinel will show the runner dead; collect() then reports the job failed.
             return True
         except Exception:
@@ -255,7 +351,7 @@ class RunnerPool:
         for runner in runners:
             if runner.conn in ready:
                 try:
-                    code, error = runner.conn.recv()
+                    kind, code, error = runner.conn.recv()
                 except (EOFError, OSError):
                     continue  # the sentinel says more below
                 job = runner.job
@@ -264,7 +360,7 @@ class RunnerPool:
                     if not self._stopping:
                         self._idle.append(runner)
                 if job is not None:
-                    results.append(_result(job, code, error))
+                    results.append(_result(job, kind, code, error))
         for runner in runners:
             if runner.process.sentinel in ready or not runner.process.is_alive():
                 results.extend(self._replace_dead(runner))
@@ -285,9 +381,12 @@ class RunnerPool:
         runner.conn.close()
         results = []
         if job is not None:
+            # Its task dies with it (parent-death signal); its task's own children are killed
+            # here, before the try is reported, so a retry never overlaps them.
+            _kill_group(runner.task_pid.value)
             detail = f"runner process {runner.process.pid} exited with code {code}"
-            log.error("%s while running task instance %s", detail, job.ti_id)
-            results.append(TaskResult(job.ti_id, job.try_number, "failed", code, detail))
+            log.error("%s while running workload %s", detail, job.workload_id)
+            results.append(TaskResult(job.workload_id, "failed", code, detail))
         if not stopping:
             replacement = self._spawn()
             with self._lock:
@@ -313,6 +412,7 @@ class RunnerPool:
                 with contextlib.suppress(OSError, ValueError):
                     runner.conn.send(None)
             else:
+                _kill_group(runner.task_pid.value)
                 _kill_tree(runner.process.pid)
         for runner in runners:
             runner.process.join(5)
@@ -321,20 +421,41 @@ class RunnerPool:
                 runner.process.join(5)
             if runner.job is not None:
                 detail = "worker stopped while the task ran"
-                results.append(TaskResult(runner.job.ti_id, runner.job.try_number, "failed", None, detail))
+                results.append(TaskResult(runner.job.workload_id, "failed", None, detail))
                 runner.job = None
             runner.conn.close()
         with self._lock:
             self._runners.clear()
+        if self._lifeline is not None:
+            for fd in self._lifeline:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            self._lifeline = None
         return results
 
+    def kill_jobs(self, workload_ids: set[str]) -> int:
+        """Kill the runners (and task process groups) holding these workloads; the result loop
+        then sees them die, reports them and forks replacements. Returns how many were killed."""
+        with self._lock:
+            doomed = [r for r in self._runners if r.job is not None and r.job.workload_id in workload_ids]
+        for runner in doomed:
+            _kill_group(runner.task_pid.value)
+            _kill_tree(runner.process.pid)
+        return len(doomed)
 
-def _result(job: Job, code: int | None, error: str | None) -> TaskResult:
-    if error is not None:
-        return TaskResult(job.ti_id, job.try_number, "failed", code, error)
+    def running_workloads(self) -> set[str]:
+        with self._lock:
+            return {r.job.workload_id for r in self._runners if r.job is not None}
+
+
+def _result(job: Job, kind: str, code: int | None, error: str | None) -> TaskResult:
+    if kind == "not_started":
+        return TaskResult(job.workload_id, "not_started", None, error)
+    if kind == "error":
+        return TaskResult(job.workload_id, "failed", code, error)
     if code == 0:
-        return TaskResult(job.ti_id, job.try_number, "success", 0, None)
-    return TaskResult(job.ti_id, job.try_number, "failed", code, f"task process exited with code {code}")
+        return TaskResult(job.workload_id, "success", 0, None)
+    return TaskResult(job.workload_id, "failed", code, f"task process exited with code {code}")
 
 
 def _kill_tree(pid: int | None) -> None:

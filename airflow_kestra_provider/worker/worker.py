@@ -8,9 +8,15 @@ Poll loop::
 
     free = idle runners; if none, wait until a task ends
     rows = claim(limit=min(poll_size, free))        # ONE statement, commits the claims
-    rows -> build workload + hand to a runner, on the thread pool; wait for the batch
+    rows -> parse workload + hand to a runner, on the thread pool; wait for the batch
     rows? poll again at once : sleep the back-off step (woken early by wake() / NOTIFY)
     database error? log (a streak once, see FailureLog), sleep max_poll_interval, poll again
+
+Fencing: a worker claims and records results only under its own registered id while that id is
+``running``. When its heartbeat finds it was declared dead (it was frozen, or cut off from the
+database, for longer than ``worker_timeout``), it registers anew, takes over the claims the reaper
+left it (tasks that kept running and heartbeating) and kills the runners of every other task it
+holds: those were released to other workers or failed, and must not go on here.
 """
 
 from __future__ import annotations
@@ -25,19 +31,19 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from sqlalchemy.orm import Session
+
 from airflow_kestra_provider import settings
 from airflow_kestra_provider.queue import claims
-from airflow_kestra_provider.queue.claims import ClaimedTask, TaskResult
+from airflow_kestra_provider.queue.claims import ClaimedWorkload, TaskResult
 from airflow_kestra_provider.worker.backoff import Backoff
 from airflow_kestra_provider.worker.failures import FailureLog
+from airflow_kestra_provider.worker.reaper import Reaper
 from airflow_kestra_provider.worker.runner_pool import Job, RunnerPool
 from airflow_kestra_provider.worker.wakeup import Listener
-from airflow_kestra_provider.worker.workloads import WorkloadBuilder
+from airflow_kestra_provider.worker.workloads import from_row
 
 log = logging.getLogger(__name__)
-
-KESTRA_EXECUTOR_PATH = "airflow_kestra_provider.executors.kestra_executor.KestraExecutor"
-PURGE_RETENTION = 3600.0  # seconds a reported claim (or a stopped worker's row) is kept
 
 
 @dataclass(frozen=True)
@@ -119,56 +125,34 @@ def ensure_schema() -> None:
         )
 
 
-def executor_routing() -> tuple[list[str], bool]:
-    """Names a task instance's ``executor`` column may hold for us, and whether NULL (the
-    default executor) means us."""
-    from airflow.executors.executor_loader import ExecutorLoader
-
-    names = ExecutorLoader.get_executor_names(validate_teams=False)
-    ours = [n for n in names if n.module_path == KESTRA_EXECUTOR_PATH]
-    accepted = {KESTRA_EXECUTOR_PATH, "KestraExecutor"} | {n.alias for n in ours if n.alias}
-    is_default = bool(names) and names[0].module_path == KESTRA_EXECUTOR_PATH
-    return sorted(accepted), is_default
-
-
 class KestraWorker:
     """Claims queued task instances from the database and runs them in pre-forked runners."""
 
     def __init__(self, config: WorkerSettings, server: str | None = None) -> None:
         self.config = config
         self.server = server
-        self.id = f"{socket.gethostname()[:40]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.id = _new_worker_id()
         self.stats = WorkerStats()
         self.pool = RunnerPool(config.concurrency, server, retry_window=config.execution_api_retry_window)
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._results_stop = threading.Event()
+        self._heartbeat_stop = threading.Event()
         self._failed_starts: deque[TaskResult] = deque()
         self._pending: list[TaskResult] = []
         self._threads: list[threading.Thread] = []
         self._batch_pool: ThreadPoolExecutor | None = None
         self._listener: Listener | None = None
-        self._executor_names: list[str] = []
-        self._default_executor = False
-        self._builder: WorkloadBuilder | None = None
+        self._id_lock = threading.Lock()  # the id changes when the worker registers anew
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
         require_postgres()
         ensure_schema()
-        self._executor_names, self._default_executor = executor_routing()
-        self._builder = WorkloadBuilder()
         # Fork the runners before this process starts any thread of ours.
         self.pool.start()
         with claims.session_scope() as session:
-            claims.register_worker(
-                session,
-                worker_id=self.id,
-                hostname=socket.gethostname(),
-                pid=os.getpid(),
-                embedded=self.config.embedded,
-                concurrency=self.config.concurrency,
-            )
+            self._register(session, self.id)
         self._batch_pool = ThreadPoolExecutor(self.config.thread_count, thread_name_prefix="kestra-batch")
         for name, target in (
             ("kestra-poll", self._poll_loop),
@@ -182,13 +166,22 @@ class KestraWorker:
             self._listener = Listener(self.wake, self.config.max_poll_interval)
             self._listener.start()
         log.info(
-            "kestra worker %s started: %d runners, %d batch threads, poll size %d, executor names %s%s",
+            "kestra worker %s started: %d runners, %d batch threads, poll size %d, queues %s",
             self.id,
             self.config.concurrency,
             self.config.thread_count,
             self.config.poll_size,
-            self._executor_names,
-            " (+ default)" if self._default_executor else "",
+            ",".join(sorted(self.config.queues)) or "(all)",
+        )
+
+    def _register(self, session: Session, worker_id: str) -> None:
+        claims.register_worker(
+            session,
+            worker_id=worker_id,
+            hostname=socket.gethostname(),
+            pid=os.getpid(),
+            embedded=self.config.embedded,
+            concurrency=self.config.concurrency,
         )
 
     def wake(self) -> None:
@@ -200,7 +193,8 @@ class KestraWorker:
         return bool(self._threads) and all(t.is_alive() for t in self._threads)
 
     def stop(self, drain: bool = True, timeout: float = 60.0) -> None:
-        """Stop claiming; ``drain`` lets running tasks finish, else they are killed."""
+        """Stop claiming; ``drain`` lets running tasks finish, else they are killed. The worker
+        keeps heartbeating until its last task has ended, so it is never reaped while draining."""
         self._stopping.set()
         self._wake.set()
         poll, results, heartbeat = self._threads or (None, None, None)
@@ -211,6 +205,7 @@ class KestraWorker:
             results.join(timeout)
         self._pending.extend(self.pool.stop(drain=drain, timeout=timeout))
         self._take_failed_starts()
+        self._heartbeat_stop.set()
         if self._listener is not None:
             self._listener.stop()
         if heartbeat is not None:
@@ -218,8 +213,8 @@ class KestraWorker:
         if self._batch_pool is not None:
             self._batch_pool.shutdown(wait=True)
         try:
+            self._record(self._pending)
             with claims.session_scope() as session:
-                claims.finish(session, self._pending)
                 claims.stop_worker(session, self.id)
             self._pending = []
         except Exception:
@@ -258,16 +253,9 @@ class KestraWorker:
                 continue  # immediate re-poll
             self._wake.wait(backoff.idle_interval(now))
 
-    def _claim(self, limit: int) -> list[ClaimedTask]:
+    def _claim(self, limit: int) -> list[ClaimedWorkload]:
         with claims.session_scope() as session:
-            rows = claims.claim(
-                session,
-                worker_id=self.id,
-                limit=limit,
-                executor_names=self._executor_names,
-                default_executor=self._default_executor,
-                queues=self.config.queues,
-            )
+            rows = claims.claim(session, worker_id=self.id, limit=limit, queues=self.config.queues)
         self.stats.polls += 1
         if rows:
             self.stats.claimed += len(rows)
@@ -276,27 +264,27 @@ class KestraWorker:
             self.stats.empty_polls += 1
         return rows
 
-    def _start_batch(self, rows: list[ClaimedTask]) -> None:
-        """Build and hand every claimed row to a runner on the thread pool; wait for the batch."""
+    def _start_batch(self, rows: list[ClaimedWorkload]) -> None:
+        """Parse and hand every claimed row to a runner on the thread pool; wait for the batch."""
         assert self._batch_pool is not None
         for failure in self._batch_pool.map(self._start_one, rows):
             if failure is not None:
                 self._failed_starts.append(failure)
 
-    def _start_one(self, row: ClaimedTask) -> TaskResult | None:
+    def _start_one(self, row: ClaimedWorkload) -> TaskResult | None:
         try:
-            assert self._builder is not None
-            workload = self._builder.build(row)
+            workload = from_row(row)
         except Exception as err:
-            log.exception("could not build the workload of task instance %s", row.id)
-            return TaskResult(row.id, row.try_number, "failed", None, f"workload: {err}")
+            log.exception("could not read workload %s of task instance %s", row.id, row.ti_id)
+            return TaskResult(row.id, "failed", None, f"workload: {err}")
         try:
-            handed = self.pool.submit(Job(row.id, row.try_number, workload))
+            handed = self.pool.submit(Job(row.id, workload))
         except Exception as err:
-            log.exception("could not hand task instance %s to a runner", row.id)
-            return TaskResult(row.id, row.try_number, "failed", None, f"runner hand-off: {err}")
+            log.exception("could not hand task instance %s to a runner", row.ti_id)
+            return TaskResult(row.id, "failed", None, f"runner hand-off: {err}")
         if not handed:
-            return TaskResult(row.id, row.try_number, "failed", None, "no idle runner (worker stopping)")
+            # Not started: give the claim back rather than failing a try that never ran.
+            return TaskResult(row.id, "release", None, "no idle runner (worker stopping)")
         return None
 
     # -- results --------------------------------------------------------------------------
@@ -312,8 +300,7 @@ class KestraWorker:
                 self._take_failed_starts()
                 if not self._pending:
                     continue
-                with claims.session_scope() as session:
-                    claims.finish(session, self._pending)
+                self._record(self._pending)
                 self.stats.finished += len(self._pending)
                 self._pending = []
                 self._wake.set()  # runners are free again
@@ -323,36 +310,52 @@ class KestraWorker:
                 failures.failed(self.config.max_poll_interval)
                 self._results_stop.wait(self.config.max_poll_interval)
 
+    def _record(self, results: list[TaskResult]) -> None:
+        """Write results under this worker's current id (one statement each for ends and releases)."""
+        released = [r.workload_id for r in results if r.result == "release"]
+        ended = [r for r in results if r.result != "release"]
+        with self._id_lock, claims.session_scope() as session:
+            claims.finish(session, self.id, ended)
+            claims.release(session, self.id, released)
+
     # -- heartbeat and reaping ------------------------------------------------------------
     def _heartbeat_loop(self) -> None:
-        last_purge = 0.0
-        connected_since: float | None = time.monotonic()
+        reaper = Reaper(self.config.worker_timeout, self.config.heartbeat_interval)
         failures = FailureLog(log, f"kestra worker {self.id}: heartbeat")
-        while not self._stopping.wait(self.config.heartbeat_interval):
+        while not self._heartbeat_stop.wait(self.config.heartbeat_interval):
             try:
                 with claims.session_scope() as session:
-                    if not claims.heartbeat(session, self.id):
-                        log.error("kestra worker %s was declared dead (no heartbeat for too long)", self.id)
+                    alive = claims.heartbeat(session, self.id)
+                if not alive:
+                    self._register_anew()
                 failures.succeeded()
-                if connected_since is None:
-                    connected_since = time.monotonic()
-                # Judge others only after a whole worker_timeout of working database access
-                # ourselves: after an outage every worker gets time to heartbeat again first.
-                if time.monotonic() - connected_since < self.config.worker_timeout:
-                    continue
-                with claims.session_scope() as session:
-                    dead, released, failed = claims.reap_dead_workers(session, self.config.worker_timeout)
-                if dead:
-                    log.warning(
-                        "declared %d silent worker(s) dead: %d queued claim(s) released, %d failed",
-                        dead,
-                        released,
-                        failed,
-                    )
-                if time.monotonic() - last_purge > 60:
+                reaper.database_ok()
+                if not self._stopping.is_set() and reaper.due():
                     with claims.session_scope() as session:
-                        claims.purge(session, PURGE_RETENTION)
-                    last_purge = time.monotonic()
+                        reaper.reap(session, f"kestra worker {self.id}")
             except Exception:
-                connected_since = None
+                reaper.database_failed()
                 failures.failed(self.config.heartbeat_interval)
+
+    def _register_anew(self) -> None:
+        """Declared dead meanwhile: register under a new id, keep what is still ours, stop the rest."""
+        with self._id_lock:
+            old_id, new_id = self.id, _new_worker_id()
+            with claims.session_scope() as session:
+                self._register(session, new_id)
+                kept = claims.take_over(session, old_id, new_id)
+            self.id = new_id
+        killed = self.pool.kill_jobs(self.pool.running_workloads() - kept)
+        log.error(
+            "kestra worker %s was declared dead (silent for more than %.0fs); registered anew as %s, "
+            "kept %d running task(s), killed %d that had been handed to other workers or failed",
+            old_id,
+            self.config.worker_timeout,
+            new_id,
+            len(kept),
+            killed,
+        )
+
+
+def _new_worker_id() -> str:
+    return f"{socket.gethostname()[:40]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"

@@ -110,7 +110,12 @@ def stack(start_stack, dags_folder):
 def claim_states(db) -> dict[str, int]:
     with db.connect() as conn:
         return dict(
-            conn.execute(sa.text("SELECT state, count(*) FROM kestra_task_claim GROUP BY state")).all()
+            conn.execute(
+                sa.text(
+                    "SELECT coalesce(result, 'open'), count(*) FROM kestra_workload "
+                    "WHERE claimed_at IS NOT NULL GROUP BY 1"
+                )
+            ).all()
         )
 
 
@@ -119,7 +124,10 @@ def assert_nothing_ran_twice(db) -> None:
         retried = conn.execute(sa.text("SELECT count(*) FROM task_instance WHERE try_number > 1")).scalar()
         history = conn.execute(sa.text("SELECT count(*) FROM task_instance_history")).scalar()
         claims_per_try = conn.execute(
-            sa.text("SELECT max(n) FROM (SELECT count(*) AS n FROM kestra_task_claim GROUP BY ti_id) AS c")
+            sa.text(
+                "SELECT max(n) FROM (SELECT count(*) AS n FROM kestra_workload "
+                "WHERE result IN ('success', 'failed') GROUP BY ti_id) AS c"
+            )
         ).scalar()
     assert retried == 0
     assert history == 0
@@ -136,7 +144,7 @@ def test_200_noop_and_20_chain_runs_succeed(stack, db):
         "success": 20
     }
     # A run is done once its task reported success; its runner finishes (logs) a moment later.
-    wait_until(lambda: "claimed" not in claim_states(db), 60, lambda: f"claims open: {claim_states(db)}")
+    wait_until(lambda: "open" not in claim_states(db), 60, lambda: f"claims open: {claim_states(db)}")
     assert claim_states(db) == {"success": 400}
     with db.connect() as conn:
         states = dict(conn.execute(sa.text("SELECT state, count(*) FROM task_instance GROUP BY state")).all())
@@ -184,7 +192,7 @@ def test_killed_task_process_fails_within_seconds(stack, db, tmp_path):
 
 def test_two_worker_processes_never_claim_the_same_ti(stack, db):
     with db.connect() as conn:
-        before = conn.execute(sa.text("SELECT count(*) FROM kestra_task_claim")).scalar()
+        before = conn.execute(sa.text("SELECT count(*) FROM kestra_workload")).scalar()
     for n in (1, 2):
         stack.supervisor.start(f"kestra-worker-{n}", airflow_argv("kestra", "worker", "--concurrency", "8"))
 
@@ -205,13 +213,13 @@ def test_two_worker_processes_never_claim_the_same_ti(stack, db):
         per_worker = dict(
             conn.execute(
                 sa.text(
-                    "SELECT w.embedded, count(DISTINCT c.worker_id) FROM kestra_task_claim c "
+                    "SELECT w.embedded, count(DISTINCT c.worker_id) FROM kestra_workload c "
                     "JOIN kestra_worker w ON w.id = c.worker_id WHERE c.dag_id = 'kestra_bench_noop' "
                     "GROUP BY w.embedded"
                 )
             ).all()
         )
-        total = conn.execute(sa.text("SELECT count(*) FROM kestra_task_claim")).scalar()
+        total = conn.execute(sa.text("SELECT count(*) FROM kestra_workload")).scalar()
     assert total == before + 80
     assert per_worker.get(False) == 2, per_worker  # both remote workers claimed some
     assert_nothing_ran_twice(db)

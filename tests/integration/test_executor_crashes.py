@@ -69,9 +69,9 @@ def open_claims(db, worker_id: str | None = None) -> list[tuple[str, str, int, s
     with db.connect() as conn:
         rows = conn.execute(
             sa.text(
-                "SELECT c.run_id, c.task_id, c.try_number, ti.state FROM kestra_task_claim c "
+                "SELECT c.run_id, c.task_id, c.try_number, ti.state FROM kestra_workload c "
                 "JOIN task_instance ti ON ti.id = c.ti_id "
-                "WHERE c.finished_at IS NULL AND (CAST(:w AS text) IS NULL OR c.worker_id = :w)"
+                "WHERE c.claimed_at IS NOT NULL AND c.finished_at IS NULL AND (CAST(:w AS text) IS NULL OR c.worker_id = :w)"
             ),
             {"w": worker_id},
         ).all()
@@ -148,7 +148,10 @@ def test_sigkill_of_a_whole_worker_mid_task(stack, db, marks):
     with db.connect() as conn:
         victim_claims = dict(
             conn.execute(
-                sa.text("SELECT state, count(*) FROM kestra_task_claim WHERE worker_id = :w GROUP BY state"),
+                sa.text(
+                    "SELECT coalesce(result, 'claimed'), count(*) FROM kestra_workload "
+                    "WHERE worker_id = :w GROUP BY 1"
+                ),
                 {"w": victim_id},
             ).all()
         )

@@ -181,7 +181,7 @@ def test_30s_database_outage_mid_load(outage):
         while True:
             with db.connect() as conn:
                 open_claims = conn.execute(
-                    sa.text("SELECT count(*) FROM kestra_task_claim WHERE finished_at IS NULL")
+                    sa.text("SELECT count(*) FROM kestra_workload WHERE finished_at IS NULL")
                 ).scalar_one()
             if open_claims == 0 or time.monotonic() > deadline:
                 break

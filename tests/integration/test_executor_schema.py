@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+from airflow_kestra_provider import __version__
 from airflow_kestra_provider.models.db import KestraDBManager
 from airflow_kestra_provider.models.tables import metadata
 from airflow_kestra_provider.stack.environment import (
@@ -50,11 +51,12 @@ def test_db_migrate_creates_our_tables_with_their_own_version_table(migrated):
         ours = conn.execute(
             sa.text(f"SELECT version_num FROM {KestraDBManager.version_table_name}")
         ).scalars()
-        assert list(ours) == ["kestra0001"]
+        assert list(ours) == [KestraDBManager.revision_heads_map[__version__]]
         airflow_heads = conn.execute(sa.text("SELECT count(*) FROM alembic_version")).scalar_one()
         assert airflow_heads == 1  # Airflow's own version table is untouched by ours
         tables = set(sa.inspect(conn).get_table_names())
-    assert {"kestra_worker", "kestra_task_claim"} <= tables
+    assert {"kestra_worker", "kestra_workload"} <= tables
+    assert "kestra_task_claim" not in tables  # replaced by kestra_workload (kestra0002)
 
 
 def test_migrations_build_exactly_the_models(migrated):
@@ -68,13 +70,16 @@ def test_migrations_build_exactly_the_models(migrated):
             },
         )
         assert compare_metadata(context, metadata) == []
-        indexes = {i["name"]: i for i in sa.inspect(conn).get_indexes("kestra_task_claim")}
+        indexes = {i["name"]: i for i in sa.inspect(conn).get_indexes("kestra_workload")}
     assert set(indexes) == {
-        "kestra_task_claim_unreported",
-        "kestra_task_claim_open",
-        "kestra_task_claim_reported",
+        "kestra_workload_pending",
+        "kestra_workload_unreported",
+        "kestra_workload_open",
+        "kestra_workload_reported",
+        "kestra_workload_ti",
     }
-    assert "finished_at IS NULL" in indexes["kestra_task_claim_open"]["dialect_options"]["postgresql_where"]
+    pending = indexes["kestra_workload_pending"]["dialect_options"]["postgresql_where"]
+    assert "claimed_at IS NULL" in pending and "finished_at IS NULL" in pending
 
 
 def test_db_migrate_again_changes_nothing(migrated):
@@ -84,7 +89,7 @@ def test_db_migrate_again_changes_nothing(migrated):
         ours = conn.execute(
             sa.text(f"SELECT version_num FROM {KestraDBManager.version_table_name}")
         ).scalars()
-        assert list(ours) == ["kestra0001"]
+        assert list(ours) == [KestraDBManager.revision_heads_map[__version__]]
 
 
 def test_tables_made_before_the_migrations_existed_are_adopted(embedded_postgres, tmp_path_factory):
@@ -104,6 +109,6 @@ def test_tables_made_before_the_migrations_existed_are_adopted(embedded_postgres
         run_airflow(stack_environment(config), "db", "migrate")
         with engine.connect() as conn:
             ours = conn.execute(sa.text(f"SELECT version_num FROM {KestraDBManager.version_table_name}"))
-            assert list(ours.scalars()) == ["kestra0001"]
+            assert list(ours.scalars()) == [KestraDBManager.revision_heads_map[__version__]]
     finally:
         engine.dispose()

@@ -1,34 +1,103 @@
-"""Executor bookkeeping that needs no database: keys, slots, revocation."""
+"""Executor bookkeeping that needs no database: keys, slots, re-queued tries, revocation."""
 
 from __future__ import annotations
 
 import pytest
 
 from airflow_kestra_provider.executors.kestra_executor import KestraExecutor
-from airflow_kestra_provider.worker.workloads import WorkloadBuilder, make_jwt_generator
-from tests.unit.worker.test_workloads import claimed
-
-SECRET = "a-test-secret-that-is-long-enough-for-hs512-signing-0123456789-abcdef"
+from airflow_kestra_provider.queue import claims
+from airflow_kestra_provider.queue.claims import ReportedResult
+from tests.unit.worker.test_workloads import execute_task
 
 
 @pytest.fixture
-def workloads(monkeypatch):
-    monkeypatch.setenv("AIRFLOW__API_AUTH__JWT_SECRET", SECRET)
-    builder = WorkloadBuilder(make_jwt_generator())
-    return [builder.build(claimed(run_id=f"manual__{i}")) for i in range(3)]
+def sent(monkeypatch):
+    """Rows the executor writes, kept here instead of in a database."""
+    rows: list = []
+    monkeypatch.setattr(claims, "session_scope", _no_session)
+    monkeypatch.setattr(claims, "enqueue", lambda session, job_id, workloads: rows.extend(workloads))
+    return rows
 
 
-def test_handed_workloads_become_running_keys_and_slots_stay_honest(monkeypatch, workloads):
-    monkeypatch.setenv("AIRFLOW__API_AUTH__JWT_SECRET", SECRET)
+class _no_session:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_handed_workloads_become_running_keys_and_slots_stay_honest(sent):
+    workloads = [execute_task(run_id=f"manual__{i}") for i in range(3)]
     executor = KestraExecutor(parallelism=4)
     for workload in workloads:
         executor.queue_workload(workload, session=None)  # type: ignore[arg-type]
     assert executor.slots_available == 1
-    executor.trigger_tasks(open_slots=2)  # the two highest-priority ones are handed out
+    executor.trigger_tasks(open_slots=2)
     assert len(executor.running) == 2
     assert len(executor.queued_tasks) == 1
     assert executor.slots_available == 1
     executor.trigger_tasks(open_slots=2)
     assert executor.running == {w.ti.key for w in workloads}
     assert executor.queued_tasks == {}
-    assert executor.slots_available == 1
+    assert len(sent) == 3
+
+
+def test_the_end_of_a_try_queued_again_is_no_event(sent):
+    """Resume after a deferral: the same try is queued again before the deferral exit is
+    reported. That exit must not reach the scheduler (it would fail the task as killed
+    externally); the new queueing's end is the event."""
+    workload = execute_task()
+    executor = KestraExecutor(parallelism=4)
+    executor.queue_workload(workload, session=None)  # type: ignore[arg-type]
+    executor.trigger_tasks(open_slots=4)
+    executor.queue_workload(workload, session=None)  # type: ignore[arg-type]
+    executor.trigger_tasks(open_slots=4)
+    first, second = sent
+    executor._settle(ReportedResult(first.id, "success", None))
+    assert executor.get_event_buffer() == {}
+    assert workload.ti.key in executor.running
+    executor._settle(ReportedResult(second.id, "success", None))
+    events = executor.get_event_buffer()
+    assert list(events) == [workload.ti.key]
+    assert events[workload.ti.key][0] == "success"
+    assert executor.running == set()
+
+
+@pytest.mark.parametrize("result", ["dropped", "not_started", "lost", "revoked"])
+def test_a_workload_that_never_ran_here_only_frees_its_key(sent, result):
+    workload = execute_task()
+    executor = KestraExecutor(parallelism=4)
+    executor.queue_workload(workload, session=None)  # type: ignore[arg-type]
+    executor.trigger_tasks(open_slots=4)
+    executor._settle(ReportedResult(sent[0].id, result, None))
+    assert executor.get_event_buffer() == {}
+    assert executor.running == set()
+
+
+def test_a_failed_end_is_a_failed_event(sent):
+    workload = execute_task()
+    executor = KestraExecutor(parallelism=4)
+    executor.queue_workload(workload, session=None)  # type: ignore[arg-type]
+    executor.trigger_tasks(open_slots=4)
+    executor._settle(ReportedResult(sent[0].id, "failed", "worker w lost"))
+    assert executor.get_event_buffer()[workload.ti.key] == ("failed", "worker w lost")
+
+
+def test_unwritten_workloads_are_written_at_the_next_heartbeat(monkeypatch):
+    attempts: list[int] = []
+
+    def enqueue(session, job_id, workloads):
+        attempts.append(len(workloads))
+        if len(attempts) == 1:
+            raise RuntimeError("database down")
+
+    monkeypatch.setattr(claims, "session_scope", _no_session)
+    monkeypatch.setattr(claims, "enqueue", enqueue)
+    executor = KestraExecutor(parallelism=4)
+    executor.queue_workload(execute_task(), session=None)  # type: ignore[arg-type]
+    executor.trigger_tasks(open_slots=4)
+    assert executor._unsent
+    executor._send()
+    assert attempts == [1, 1]
+    assert executor._unsent == []

@@ -35,10 +35,10 @@ def test_rejected_workload_is_reported_failed():
     pool.start()
     try:
         assert pool.free_slots == 2
-        assert pool.submit(Job("ti-1", 1, SlowUnknownWorkload(0)))
+        assert pool.submit(Job("w-1", SlowUnknownWorkload(0)))
         assert pool.free_slots == 1
         [result] = collect_until(pool, 1)
-        assert (result.ti_id, result.try_number, result.state) == ("ti-1", 1, "failed")
+        assert (result.workload_id, result.result) == ("w-1", "failed")
         assert "Unknown workload type" in (result.detail or "")
         assert pool.free_slots == 2
     finally:
@@ -50,12 +50,12 @@ def test_killed_runner_fails_its_job_and_is_replaced():
     pool.start()
     try:
         [runner] = pool._runners
-        assert pool.submit(Job("ti-2", 3, SlowUnknownWorkload(60)))
-        assert not pool.submit(Job("ti-3", 1, SlowUnknownWorkload(0)))  # no idle runner
+        assert pool.submit(Job("w-2", SlowUnknownWorkload(60)))
+        assert not pool.submit(Job("w-3", SlowUnknownWorkload(0)))  # no idle runner
         time.sleep(0.5)
         os.kill(runner.process.pid, signal.SIGKILL)
         [result] = collect_until(pool, 1, timeout=10)
-        assert (result.ti_id, result.try_number, result.state) == ("ti-2", 3, "failed")
+        assert (result.workload_id, result.result) == ("w-2", "failed")
         assert "exited with code -9" in (result.detail or "")
         assert pool.free_slots == 1
         assert pool._runners[0].process.pid != runner.process.pid
@@ -66,12 +66,117 @@ def test_killed_runner_fails_its_job_and_is_replaced():
 def test_stop_without_drain_kills_running_jobs():
     pool = RunnerPool(1, server=None)
     pool.start()
-    assert pool.submit(Job("ti-4", 1, SlowUnknownWorkload(60)))
+    assert pool.submit(Job("w-4", SlowUnknownWorkload(60)))
     time.sleep(0.3)
     started = time.monotonic()
     results = pool.stop(drain=False)
     assert time.monotonic() - started < 15
-    assert [(r.ti_id, r.state) for r in results] == [("ti-4", "failed")]
+    assert [(r.workload_id, r.result) for r in results] == [("w-4", "failed")]
+
+
+class ForkingWorkload:
+    """Like a task under ``supervise_task``: the runner forks a child (the 'task process', in its
+    own process group) that writes its pid to ``pid_file`` and sleeps; the runner waits for it."""
+
+    def __init__(self, pid_file: str) -> None:
+        self.pid_file = pid_file
+
+    @property
+    def display_name(self) -> str:
+        pid = os.fork()
+        if pid == 0:
+            os.setpgid(0, 0)
+            with open(self.pid_file, "w") as out:
+                out.write(str(os.getpid()))
+            time.sleep(120)
+            os._exit(0)
+        os.waitpid(pid, 0)
+        return "forked"
+
+
+def _wait_pid_file(path, timeout: float = 10.0) -> int:
+    from pathlib import Path
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = Path(path).read_text().strip() if os.path.exists(path) else ""
+        if text:
+            return int(text)
+        time.sleep(0.05)
+    raise AssertionError(f"no pid in {path}")
+
+
+def _gone(pid: int, timeout: float = 10.0) -> bool:
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_a_killed_runner_takes_its_task_process_with_it(tmp_path):
+    pool = RunnerPool(1, server=None)
+    pool.start()
+    try:
+        [runner] = pool._runners
+        pid_file = tmp_path / "task.pid"
+        assert pool.submit(Job("w-5", ForkingWorkload(str(pid_file))))
+        task_pid = _wait_pid_file(pid_file)
+        time.sleep(0.2)
+        assert runner.task_pid.value == task_pid  # the runner recorded its task's pid
+        os.kill(runner.process.pid, signal.SIGKILL)
+        [result] = collect_until(pool, 1, timeout=10)
+        assert result.result == "failed"
+        assert _gone(task_pid), "the task process outlived its runner"
+    finally:
+        pool.stop(drain=False)
+
+
+WORKER_KILLED_ALONE = """
+import os, sys, time
+sys.path.insert(0, sys.argv[2])
+from tests.unit.worker.test_runner_pool import ForkingWorkload
+from airflow_kestra_provider.worker.runner_pool import Job, RunnerPool
+pool = RunnerPool(2, server=None)
+pool.start()
+pool.submit(Job("w", ForkingWorkload(sys.argv[1])))
+print("RUNNERS", " ".join(str(r.process.pid) for r in pool._runners), flush=True)
+time.sleep(120)
+"""
+
+
+def test_nothing_outlives_a_worker_killed_alone(tmp_path):
+    """SIGKILL of the worker's own pid only (not its tree): its runners and their task
+    processes all go within seconds."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pid_file = tmp_path / "task.pid"
+    repo = str(Path(__file__).resolve().parents[3])
+    worker = subprocess.Popen(
+        [sys.executable, "-c", WORKER_KILLED_ALONE, str(pid_file), repo], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert worker.stdout is not None
+        line = ""
+        while not line.startswith("RUNNERS"):
+            line = worker.stdout.readline()
+            assert line, "the worker process exited"
+        runners = [int(p) for p in line.split()[1:]]
+        task_pid = _wait_pid_file(pid_file, timeout=60)
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+        left = [pid for pid in [*runners, task_pid] if not _gone(pid, timeout=10)]
+        assert left == [], f"processes left after the worker was killed: {left}"
+    finally:
+        worker.kill()
 
 
 def test_scrub_environment_removes_credentials_only():

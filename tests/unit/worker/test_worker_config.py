@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from airflow_kestra_provider.settings import KestraConfigError
-from airflow_kestra_provider.worker.worker import WorkerSettings, executor_routing, require_postgres
+from airflow_kestra_provider.worker.worker import WorkerSettings, require_postgres
 
 
 @pytest.mark.parametrize(
@@ -52,14 +52,3 @@ def test_sqlite_backend_is_refused_naming_the_option():
     assert airflow_settings.engine.dialect.name == "sqlite"
     with pytest.raises(KestraConfigError, match=r"\[database\] sql_alchemy_conn"):
         require_postgres()
-
-
-def test_routing_when_kestra_is_the_default_executor(monkeypatch):
-    monkeypatch.setenv(
-        "AIRFLOW__CORE__EXECUTOR",
-        "airflow_kestra_provider.executors.kestra_executor.KestraExecutor,LocalExecutor",
-    )
-    names, is_default = executor_routing()
-    assert is_default
-    assert "KestraExecutor" in names
-    assert "airflow_kestra_provider.executors.kestra_executor.KestraExecutor" in names

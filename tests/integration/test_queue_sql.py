@@ -1,0 +1,240 @@
+"""Each statement of ``queue/claims.py`` against a real PostgreSQL, one small case each.
+
+A stand-in ``task_instance`` (the four columns the queue reads) beside our own tables keeps these
+fast: no Airflow migration, no components.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from airflow_kestra_provider.models.tables import metadata
+from airflow_kestra_provider.queue import claims
+from airflow_kestra_provider.queue.claims import QueuedWorkload, TaskResult
+from tests.integration.conftest import create_database
+
+pytestmark = pytest.mark.integration
+
+TASK_INSTANCE = """
+CREATE TABLE task_instance (
+    id UUID PRIMARY KEY, try_number INTEGER NOT NULL, state VARCHAR(20),
+    last_heartbeat_at TIMESTAMPTZ
+)
+"""
+
+
+@pytest.fixture(scope="module")
+def engine(embedded_postgres):
+    engine = sa.create_engine(create_database(embedded_postgres, "test_queue_sql"))
+    with engine.begin() as conn:
+        conn.execute(sa.text(TASK_INSTANCE))
+    metadata.create_all(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def session(engine):
+    with engine.begin() as conn:
+        conn.execute(sa.text("TRUNCATE task_instance, kestra_workload, kestra_worker"))
+    with Session(engine) as session:
+        yield session
+        session.rollback()
+
+
+def add_ti(session: Session, state: str = "queued", try_number: int = 1, heartbeat: str | None = None) -> str:
+    ti_id = str(uuid.uuid4())
+    session.execute(
+        sa.text(
+            "INSERT INTO task_instance VALUES (:id, :t, :s, "
+            "CASE WHEN :hb IS NULL THEN NULL ELSE now() - CAST(:hb AS interval) END)"
+        ),
+        {"id": ti_id, "t": try_number, "s": state, "hb": heartbeat},
+    )
+    return ti_id
+
+
+def workload(ti_id: str, try_number: int = 1, queue: str = "default", priority: int = 1) -> QueuedWorkload:
+    return QueuedWorkload(
+        id=str(uuid.uuid4()),
+        ti_id=ti_id,
+        try_number=try_number,
+        dag_id="d",
+        task_id="t",
+        run_id="r",
+        map_index=-1,
+        queue=queue,
+        priority_weight=priority,
+        workload='{"token": "x"}',
+    )
+
+
+def register(session: Session, worker_id: str) -> None:
+    claims.register_worker(session, worker_id=worker_id, hostname="h", pid=1, embedded=False, concurrency=4)
+
+
+def row(session: Session, workload_id: str) -> sa.Row:
+    return session.execute(
+        sa.text(
+            "SELECT worker_id, claimed_at, result, finished_at, reported_at FROM kestra_workload WHERE id = :i"
+        ),
+        {"i": workload_id},
+    ).one()
+
+
+def test_claim_takes_pending_rows_by_priority_for_its_queues(session):
+    register(session, "w1")
+    low, high, other = (
+        workload(add_ti(session)),
+        workload(add_ti(session), priority=5),
+        workload(add_ti(session), queue="gpu"),
+    )
+    claims.enqueue(session, 7, [low, high, other])
+    got = claims.claim(session, worker_id="w1", limit=10, queues={"default"})
+    assert [g.id for g in got] == [high.id, low.id]
+    assert got[0].workload == '{"token": "x"}'
+    assert claims.claim(session, worker_id="w1", limit=10, queues={"default"}) == []
+    assert [g.id for g in claims.claim(session, worker_id="w1", limit=10, queues=set())] == [other.id]
+
+
+def test_the_same_try_queued_again_is_claimed_again(session):
+    register(session, "w1")
+    ti = add_ti(session)
+    first = workload(ti)
+    claims.enqueue(session, 7, [first])
+    assert [g.id for g in claims.claim(session, worker_id="w1", limit=10, queues=set())] == [first.id]
+    claims.finish(session, "w1", [TaskResult(first.id, "success", 0)])
+    again = workload(ti)  # resumed after a deferral: same ti, same try
+    claims.enqueue(session, 7, [again])
+    assert [g.id for g in claims.claim(session, worker_id="w1", limit=10, queues=set())] == [again.id]
+
+
+def test_claim_drops_a_workload_whose_task_instance_left_queued(session):
+    register(session, "w1")
+    cleared = workload(add_ti(session, state="success"))
+    claims.enqueue(session, 7, [cleared])
+    assert claims.claim(session, worker_id="w1", limit=10, queues=set()) == []
+    assert row(session, cleared.id).result == "dropped"
+    assert [r.result for r in claims.report_finished(session, 7)] == ["dropped"]
+
+
+def test_a_dead_worker_claims_nothing(session):
+    register(session, "w1")
+    session.execute(sa.text("UPDATE kestra_worker SET state = 'dead'"))
+    claims.enqueue(session, 7, [workload(add_ti(session))])
+    assert claims.claim(session, worker_id="w1", limit=10, queues=set()) == []
+    assert claims.claim(session, worker_id="never-registered", limit=10, queues=set()) == []
+
+
+def test_only_the_owner_finishes_a_claim(session):
+    register(session, "w1")
+    w = workload(add_ti(session))
+    claims.enqueue(session, 7, [w])
+    claims.claim(session, worker_id="w1", limit=10, queues=set())
+    claims.finish(session, "w2", [TaskResult(w.id, "failed", 1, "not mine")])
+    assert row(session, w.id).finished_at is None
+    claims.finish(session, "w1", [TaskResult(w.id, "success", 0)])
+    assert row(session, w.id).result == "success"
+    claims.finish(session, "w1", [TaskResult(w.id, "failed", 1)])  # a second end changes nothing
+    assert row(session, w.id).result == "success"
+
+
+def test_report_takes_this_jobs_finished_rows_once_and_sweeps_left_queued_ones(session):
+    register(session, "w1")
+    mine, theirs = workload(add_ti(session)), workload(add_ti(session))
+    claims.enqueue(session, 7, [mine])
+    claims.enqueue(session, 8, [theirs])
+    claims.claim(session, worker_id="w1", limit=10, queues=set())
+    claims.finish(session, "w1", [TaskResult(mine.id, "success", 0), TaskResult(theirs.id, "success", 0)])
+    assert [(r.workload_id, r.result) for r in claims.report_finished(session, 7)] == [(mine.id, "success")]
+    assert claims.report_finished(session, 7) == []
+    unclaimed_ti = add_ti(session)
+    unclaimed = workload(unclaimed_ti)
+    claims.enqueue(session, 7, [unclaimed])
+    assert claims.report_finished(session, 7) == []  # still queued: waits for a worker
+    session.execute(
+        sa.text("UPDATE task_instance SET state = 'scheduled' WHERE id = :i"), {"i": unclaimed_ti}
+    )
+    assert [(r.workload_id, r.result) for r in claims.report_finished(session, 7)] == [
+        (unclaimed.id, "dropped")
+    ]
+
+
+def test_release_hands_an_unstarted_claim_back(session):
+    register(session, "w1")
+    w = workload(add_ti(session))
+    claims.enqueue(session, 7, [w])
+    claims.claim(session, worker_id="w1", limit=10, queues=set())
+    claims.release(session, "w1", [w.id])
+    assert row(session, w.id).claimed_at is None
+    register(session, "w2")
+    assert [g.id for g in claims.claim(session, worker_id="w2", limit=10, queues=set())] == [w.id]
+
+
+def test_revoke_withdraws_only_unclaimed_workloads_of_the_try(session):
+    register(session, "w1")
+    ti = add_ti(session)
+    w = workload(ti)
+    claims.enqueue(session, 7, [w])
+    claims.revoke(session, ti, 1)
+    assert row(session, w.id).result == "revoked"
+    assert claims.claim(session, worker_id="w1", limit=10, queues=set()) == []
+
+
+def test_adopt_moves_open_workloads_to_the_new_job(session):
+    ti = add_ti(session)
+    w = workload(ti)
+    claims.enqueue(session, 7, [w])
+    [(workload_id, key)] = claims.adopt(session, 9, [ti])
+    assert workload_id == w.id
+    assert key == ("d", "t", "r", -1, 1)
+    session.execute(sa.text("UPDATE task_instance SET state = 'removed'"))
+    assert [r.workload_id for r in claims.report_finished(session, 9)] == [w.id]
+
+
+def test_reaper_settles_a_dead_workers_claims_by_what_their_task_instances_do(session):
+    register(session, "dead")
+    register(session, "live")
+    not_started = workload(add_ti(session))
+    running_silent = workload(add_ti(session, state="running", heartbeat="5 minutes"))
+    running_alive = workload(add_ti(session, state="running", heartbeat="1 second"))
+    ended = workload(add_ti(session, state="success"))
+    for w in (not_started, running_silent, running_alive, ended):
+        claims.enqueue(session, 7, [w])
+    session.execute(sa.text("UPDATE task_instance SET state = 'queued'"))
+    claims.claim(session, worker_id="dead", limit=10, queues=set())
+    session.execute(
+        sa.text(
+            "UPDATE task_instance SET state = CASE id WHEN :a THEN 'running' WHEN :b THEN 'running' "
+            "WHEN :c THEN 'success' ELSE state END"
+        ),
+        {"a": running_silent.ti_id, "b": running_alive.ti_id, "c": ended.ti_id},
+    )
+    session.execute(
+        sa.text("UPDATE kestra_worker SET heartbeat_at = now() - interval '1 minute' WHERE id = 'dead'")
+    )
+    assert claims.reap_dead_workers(session, 30) == (1, 1, 1)
+    assert row(session, not_started.id).claimed_at is None  # back to pending
+    assert row(session, running_silent.id).result == "failed"
+    assert row(session, running_alive.id).finished_at is None  # frozen worker, live task: left
+    assert row(session, ended.id).result == "lost"
+    assert claims.reap_dead_workers(session, 30) == (0, 0, 0)
+    kept = claims.take_over(session, "dead", "dead-again")
+    assert kept == {running_alive.id}
+
+
+def test_purge_deletes_old_reported_rows_and_stopped_workers(session):
+    register(session, "w1")
+    w = workload(add_ti(session, state="success"))
+    claims.enqueue(session, 7, [w])
+    claims.report_finished(session, 7)
+    claims.stop_worker(session, "w1")
+    session.execute(sa.text("UPDATE kestra_workload SET reported_at = now() - interval '2 hours'"))
+    session.execute(sa.text("UPDATE kestra_worker SET heartbeat_at = now() - interval '2 hours'"))
+    claims.purge(session, 3600)
+    assert session.execute(sa.text("SELECT count(*) FROM kestra_workload")).scalar() == 0
+    assert session.execute(sa.text("SELECT count(*) FROM kestra_worker")).scalar() == 0
