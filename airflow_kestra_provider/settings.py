@@ -359,6 +359,14 @@ def worker_timeout() -> float:
     return float(get("worker_timeout"))
 
 
+def scheduler_health_check_threshold() -> float:
+    """Airflow's ``[scheduler] scheduler_health_check_threshold``: a scheduler job silent for
+    longer is gone (stock adoption's test, which the executor's own take-over shares)."""
+    from airflow.configuration import conf
+
+    return conf.getfloat("scheduler", "scheduler_health_check_threshold")
+
+
 def execution_api_retry_window() -> float:
     return float(get("execution_api_retry_window"))
 

@@ -160,17 +160,29 @@ class KestraExecutor(BaseExecutor):
             self.fail(key, info=row.detail)
 
     def _reap(self) -> None:
-        """Settle dead workers' claims from the scheduler side too (no worker may be alive)."""
+        """Settle dead workers' claims from the scheduler side too (no worker may be alive), and
+        take over the rows of scheduler jobs that are gone (a crashed scheduler)."""
         reaper = self._reaper
         if reaper is None or not reaper.due():
             return
         try:
             with claims.session_scope() as session:
                 reaper.reap(session, "KestraExecutor")
+                orphans = (
+                    claims.adopt_orphans(
+                        session, int(self.job_id), settings.scheduler_health_check_threshold()
+                    )
+                    if self.job_id is not None
+                    else []
+                )
             reaper.database_ok()
         except Exception:
             reaper.database_failed()
             self.log.exception("could not reap dead workers; retrying later")
+            return
+        self._track_adopted(orphans)
+        if orphans:
+            self.log.warning("took over %d workloads of scheduler jobs that are gone", len(orphans))
 
     def revoke_task(self, *, ti: TaskInstance) -> None:
         """Forget ``ti`` (stuck in QUEUED past ``task_queued_timeout``) and withdraw its workloads."""
@@ -193,22 +205,26 @@ class KestraExecutor(BaseExecutor):
         before its executor heartbeat) is handed back to be reset, as stock executors do."""
         if not tis:
             return []
-        from airflow.models.taskinstancekey import TaskInstanceKey
-
         try:
             with claims.session_scope() as session:
                 adopted = claims.adopt(session, self.job_id, [str(ti.id) for ti in tis])  # type: ignore[arg-type]
         except Exception:
             self.log.exception("could not adopt %d task instances; resetting them", len(tis))
             return tis
-        found = set()
-        for workload_id, (dag_id, task_id, run_id, map_index, try_number) in adopted:
-            key = TaskInstanceKey(dag_id, task_id, run_id, try_number, map_index)
-            self._track(workload_id, key)
-            found.add(key)
+        found = self._track_adopted(adopted)
         not_adopted = [ti for ti in tis if ti.key not in found and ti.state == "queued"]
         self.log.info("adopted %d task instances, %d to reset", len(found), len(not_adopted))
         return not_adopted
+
+    def _track_adopted(self, rows: list[tuple[str, tuple[str, str, str, int, int]]]) -> set[TaskInstanceKey]:
+        from airflow.models.taskinstancekey import TaskInstanceKey
+
+        keys = set()
+        for workload_id, (dag_id, task_id, run_id, map_index, try_number) in rows:
+            key = TaskInstanceKey(dag_id, task_id, run_id, try_number, map_index)
+            self._track(workload_id, key)
+            keys.add(key)
+        return keys
 
     # -- shutdown -------------------------------------------------------------------------
     def end(self) -> None:

@@ -133,6 +133,31 @@ _ADOPT_SQL = text(
     """
 )
 
+# Open or unreported rows whose scheduler job is gone (not running, or silent past Airflow's
+# [scheduler] scheduler_health_check_threshold, the test stock adoption uses): this job takes
+# them, and their task instances, over now, so their results are heard at once instead of after
+# the stock orphan check ([scheduler] orphaned_tasks_check_interval, 300 s by default).
+_ADOPT_ORPHANS_SQL = text(
+    """
+    WITH orphaned AS (
+        SELECT w.id, w.ti_id, w.try_number
+        FROM kestra_workload AS w
+        JOIN job AS j ON j.id = w.job_id
+        WHERE w.reported_at IS NULL AND w.job_id <> :job_id
+          AND (j.state <> 'running' OR j.latest_heartbeat < now() - make_interval(secs => :threshold))
+        FOR UPDATE OF w SKIP LOCKED
+    ), tis AS (
+        UPDATE task_instance AS ti SET queued_by_job_id = :job_id
+        FROM orphaned AS o
+        WHERE ti.id = o.ti_id AND ti.try_number = o.try_number AND ti.state IN ('queued', 'running')
+        RETURNING ti.id
+    )
+    UPDATE kestra_workload AS w SET job_id = :job_id
+    FROM orphaned AS o WHERE w.id = o.id
+    RETURNING w.id, w.dag_id, w.task_id, w.run_id, w.map_index, w.try_number
+    """
+)
+
 _REVOKE_SQL = text(
     """
     UPDATE kestra_workload
@@ -379,6 +404,15 @@ def adopt(
     if not ti_ids:
         return []
     rows = session.execute(_ADOPT_SQL, {"job_id": job_id, "ti_ids": list(ti_ids)}).all()
+    return [(str(r.id), (r.dag_id, r.task_id, r.run_id, r.map_index, r.try_number)) for r in rows]
+
+
+def adopt_orphans(
+    session: Session, job_id: int, threshold: float
+) -> list[tuple[str, tuple[str, str, str, int, int]]]:
+    """Take over the rows (and task instances) of scheduler jobs that are gone; same return as
+    :func:`adopt`."""
+    rows = session.execute(_ADOPT_ORPHANS_SQL, {"job_id": job_id, "threshold": threshold}).all()
     return [(str(r.id), (r.dag_id, r.task_id, r.run_id, r.map_index, r.try_number)) for r in rows]
 
 

@@ -1,8 +1,9 @@
 """A pool of pre-forked runner processes; each runs one task at a time with ``supervise_task``.
 
 ``supervise_task`` forks the task process and installs signal handlers, so it must run in a
-process's main thread: each runner is a process forked once (with Airflow already imported) at
-worker start, never a fresh interpreter per task. The parent talks to every runner over its own
+process's main thread: each runner is a process forked once at worker start, never a fresh
+interpreter per task, from a forkserver that was exec'd without the worker's secrets and has
+Airflow and the task-side modules already imported (:mod:`.forkserver`). The parent talks to every runner over its own
 duplex pipe, so it always knows which runner holds which task, and it watches each runner's
 process sentinel, so a runner that dies is noticed at once and its task reported failed.
 
@@ -30,26 +31,15 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from airflow_kestra_provider.queue.claims import TaskResult
+from airflow_kestra_provider.worker.forkserver import is_secret
 
 log = logging.getLogger(__name__)
 
-# Variables a task process must never see: the database URL (and its _CMD/_SECRET variants)
-# and the secrets that sign Execution API tokens and api-server sessions.
-SECRET_ENV_PREFIXES = (
-    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
-    "AIRFLOW__CORE__SQL_ALCHEMY_CONN",
-    "AIRFLOW__API_AUTH__JWT_SECRET",
-    "AIRFLOW__API_AUTH__JWT_PRIVATE_KEY",
-    "AIRFLOW__API__SECRET_KEY",
-    "AIRFLOW__CORE__FERNET_KEY",
-    "AIRFLOW__DATABASE__SQL_ALCHEMY_ENGINE_ARGS",
-    "AIRFLOW_CONN_",
-)
-
 
 def scrub_environment(environ: dict[str, str] | Any = os.environ) -> list[str]:
-    """Remove database credentials and signing secrets from ``environ``; returns removed names."""
-    removed = [name for name in list(environ) if name.startswith(SECRET_ENV_PREFIXES)]
+    """Remove database credentials and signing secrets from ``environ``; returns removed names.
+    (Runners come from a forkserver that never had them; this is a second line.)"""
+    removed = [name for name in list(environ) if is_secret(name)]
     for name in removed:
         del environ[name]
     return removed
@@ -87,13 +77,18 @@ def _kill_group(pid: int) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def _watch_lifeline(lifeline: int, worker_pid: int, task_pid: Any) -> None:
-    """Runner thread: when the worker is gone, kill the running task's group and exit at once."""
-    import select
-
+def _watch_lifeline(lifeline: Connection, parent_pid: int, task_pid: Any) -> None:
+    """Runner thread: when the worker is gone (its end of the lifeline closed, or the forkserver
+    that forked this runner, which exits with the worker, is gone), kill the running task's
+    group and exit at once."""
     while True:
-        ready, _, _ = select.select([lifeline], [], [], 1.0)
-        if (ready and not os.read(lifeline, 1)) or os.getppid() != worker_pid:
+        gone = False
+        if lifeline.poll(1.0):
+            try:
+                lifeline.recv_bytes()
+            except (EOFError, OSError):
+                gone = True
+        if gone or os.getppid() != parent_pid:
             _kill_group(task_pid.value)
             os._exit(1)
 
@@ -116,15 +111,13 @@ def _runner_main(
     server: str | None,
     title: str,
     retry_window: float,
-    lifeline: tuple[int, int],
+    lifeline: Connection,
     task_pid: Any,
 ) -> None:
     """Body of one runner process: receive a workload, supervise it, send back how it ended:
     ``("exit", code, None)``, ``("not_started", None, why)`` or ``("error", None, why)``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    read_end, write_end = lifeline
-    os.close(write_end)
     scrub_environment()
     _set_title(f"{title} <idle>")
     known: set[int] = set()
@@ -132,7 +125,7 @@ def _runner_main(
         after_in_child=_die_with_parent, after_in_parent=lambda: _remember_task_pid(task_pid, known)
     )
     threading.Thread(
-        target=_watch_lifeline, args=(read_end, os.getppid(), task_pid), name="lifeline", daemon=True
+        target=_watch_lifeline, args=(lifeline, os.getppid(), task_pid), name="lifeline", daemon=True
     ).start()
     while True:
         try:
@@ -271,36 +264,36 @@ class RunnerPool:
         self.server = server
         self.title = title
         self.retry_window = retry_window
-        self._ctx = multiprocessing.get_context("fork")
+        self._ctx: Any = None  # the forkserver context (multiprocessing.context.ForkServerContext)
         self._lock = threading.Lock()
         self._runners: list[_Runner] = []
         self._idle: list[_Runner] = []
         self._stopping = False
-        self._lifeline: tuple[int, int] | None = None
+        # Only this process holds the write end; runners get the read end (see _watch_lifeline).
+        self._lifeline_write: int | None = None
+        self._lifeline_read: Connection | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
-        """Fork every runner. Call before the worker starts its threads."""
-        import gc
+        """Start the forkserver and fork every runner from it. Call before the worker starts
+        its threads (the forkserver is exec'd with the secrets removed from the environment)."""
+        from airflow_kestra_provider.worker import forkserver
 
-        preload()
-        self._lifeline = os.pipe()
-        gc.freeze()  # as LocalExecutor does: fewer copy-on-write pages in the runners
-        try:
-            for _ in range(self.size):
-                runner = self._spawn()
-                self._runners.append(runner)
-                self._idle.append(runner)
-        finally:
-            gc.unfreeze()
+        self._ctx = forkserver.start()
+        read_end, self._lifeline_write = os.pipe()
+        self._lifeline_read = Connection(read_end, writable=False)
+        for _ in range(self.size):
+            runner = self._spawn()
+            self._runners.append(runner)
+            self._idle.append(runner)
 
     def _spawn(self) -> _Runner:
-        assert self._lifeline is not None
+        assert self._ctx is not None and self._lifeline_read is not None
         parent, child = self._ctx.Pipe(duplex=True)
         task_pid = self._ctx.Value("i", 0, lock=False)
         process = self._ctx.Process(
             target=_runner_main,
-            args=(child, self.server, self.title, self.retry_window, self._lifeline, task_pid),
+            args=(child, self.server, self.title, self.retry_window, self._lifeline_read, task_pid),
             name="kestra-runner",
             daemon=False,
         )
@@ -426,11 +419,13 @@ class RunnerPool:
             runner.conn.close()
         with self._lock:
             self._runners.clear()
-        if self._lifeline is not None:
-            for fd in self._lifeline:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-            self._lifeline = None
+        if self._lifeline_write is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._lifeline_write)
+            self._lifeline_write = None
+        if self._lifeline_read is not None:
+            self._lifeline_read.close()
+            self._lifeline_read = None
         return results
 
     def kill_jobs(self, workload_ids: set[str]) -> int:

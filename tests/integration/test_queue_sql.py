@@ -22,9 +22,10 @@ pytestmark = pytest.mark.integration
 TASK_INSTANCE = """
 CREATE TABLE task_instance (
     id UUID PRIMARY KEY, try_number INTEGER NOT NULL, state VARCHAR(20),
-    last_heartbeat_at TIMESTAMPTZ
+    last_heartbeat_at TIMESTAMPTZ, queued_by_job_id INTEGER
 )
 """
+JOB = "CREATE TABLE job (id INTEGER PRIMARY KEY, state VARCHAR(20), latest_heartbeat TIMESTAMPTZ)"
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +33,7 @@ def engine(embedded_postgres):
     engine = sa.create_engine(create_database(embedded_postgres, "test_queue_sql"))
     with engine.begin() as conn:
         conn.execute(sa.text(TASK_INSTANCE))
+        conn.execute(sa.text(JOB))
     metadata.create_all(engine)
     yield engine
     engine.dispose()
@@ -40,7 +42,7 @@ def engine(embedded_postgres):
 @pytest.fixture
 def session(engine):
     with engine.begin() as conn:
-        conn.execute(sa.text("TRUNCATE task_instance, kestra_workload, kestra_worker"))
+        conn.execute(sa.text("TRUNCATE task_instance, job, kestra_workload, kestra_worker"))
     with Session(engine) as session:
         yield session
         session.rollback()
@@ -51,7 +53,7 @@ def add_ti(session: Session, state: str = "queued", try_number: int = 1, heartbe
     session.execute(
         sa.text(
             "INSERT INTO task_instance VALUES (:id, :t, :s, "
-            "CASE WHEN :hb IS NULL THEN NULL ELSE now() - CAST(:hb AS interval) END)"
+            "CASE WHEN :hb IS NULL THEN NULL ELSE now() - CAST(:hb AS interval) END, NULL)"
         ),
         {"id": ti_id, "t": try_number, "s": state, "hb": heartbeat},
     )
@@ -238,3 +240,21 @@ def test_purge_deletes_old_reported_rows_and_stopped_workers(session):
     claims.purge(session, 3600)
     assert session.execute(sa.text("SELECT count(*) FROM kestra_workload")).scalar() == 0
     assert session.execute(sa.text("SELECT count(*) FROM kestra_worker")).scalar() == 0
+
+
+def test_rows_of_a_scheduler_job_that_is_gone_are_taken_over_with_their_task_instances(session):
+    session.execute(
+        sa.text(
+            "INSERT INTO job VALUES (7, 'running', now() - interval '1 minute'), "
+            "(8, 'running', now()), (9, 'running', now())"
+        )
+    )
+    orphan_ti, live_ti = add_ti(session, state="running"), add_ti(session, state="running")
+    orphan, live = workload(orphan_ti), workload(live_ti)
+    claims.enqueue(session, 7, [orphan])  # job 7 stopped heartbeating a minute ago
+    claims.enqueue(session, 8, [live])
+    [(workload_id, key)] = claims.adopt_orphans(session, 9, threshold=30)
+    assert (workload_id, key) == (orphan.id, ("d", "t", "r", -1, 1))
+    owners = dict(session.execute(sa.text("SELECT id::text, queued_by_job_id FROM task_instance")).all())
+    assert owners == {orphan_ti: 9, live_ti: None}
+    assert claims.adopt_orphans(session, 9, threshold=30) == []

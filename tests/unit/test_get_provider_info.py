@@ -51,7 +51,7 @@ def test_db_manager_is_discovered_and_valid():
     manager.validate()  # our tables are not Airflow's; env.py sets version_table
     assert {
         "kestra_worker",
-        "kestra_task_claim",
+        "kestra_workload",
         "alembic_version_kestra",
     } <= manager.get_required_table_names()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 from airflow_kestra_provider.worker.runner_pool import Job, RunnerPool, scrub_environment
 
@@ -239,3 +240,76 @@ def test_preload_leaves_a_forked_task_nothing_to_import_for_a_taskflow_dag():
     assert any(m.startswith("airflow.providers.standard") for m in cold)
     warm = _imported_by_dag_parse("preload")
     assert not [m for m in warm if m.startswith(("airflow", "pydantic", "packaging", "jinja2"))], warm
+
+
+class SecretHunt:
+    """Like a task under ``supervise_task``: the runner forks a child that looks for the secrets
+    everywhere a task could: its environment, its own and its runner's exec-time environment
+    (``/proc/<pid>/environ``), and Airflow's engine and config in the memory it inherited."""
+
+    def __init__(self, out: str) -> None:
+        self.out = out
+
+    @property
+    def display_name(self) -> str:
+        pid = os.fork()
+        if pid == 0:
+            import json
+            from pathlib import Path
+
+            found = {"environ": dict(os.environ)}
+            for who in ("self", str(os.getppid())):
+                found[f"proc/{who}/environ"] = (
+                    Path(f"/proc/{who}/environ").read_bytes().decode(errors="replace")
+                )
+            try:
+                from airflow import settings
+                from airflow.configuration import conf
+
+                found["engine"] = str(settings.engine.url) if settings.engine is not None else ""
+                found["conf"] = conf.get("database", "sql_alchemy_conn", fallback="")
+                found["jwt"] = conf.get("api_auth", "jwt_secret", fallback="")
+            except Exception as err:
+                found["error"] = repr(err)
+            Path(self.out).write_text(json.dumps(found))
+            os._exit(0)
+        os.waitpid(pid, 0)
+        return "hunted"
+
+
+def test_a_task_finds_no_secret_of_its_worker(tmp_path, monkeypatch):
+    """The worker process has the database URL and the JWT secret in its environment (and so in
+    its /proc environ); its runners come from a forkserver exec'd without them."""
+    import json
+
+    from airflow_kestra_provider.worker import forkserver
+
+    secrets = {
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql://kestra:hunter2-db@db.example/airflow",
+        "AIRFLOW__API_AUTH__JWT_SECRET": "hunter2-jwt-secret-value",
+        "AIRFLOW__CORE__FERNET_KEY": "hunter2-fernet-key-value",
+        "AIRFLOW__API__SECRET_KEY": "hunter2-api-secret-key",
+    }
+    script = f"""
+import os, sys, time
+sys.path.insert(0, {str(Path(__file__).resolve().parents[3])!r})
+from tests.unit.worker.test_runner_pool import SecretHunt, collect_until
+from airflow_kestra_provider.worker.runner_pool import Job, RunnerPool
+pool = RunnerPool(1, server=None)
+pool.start()
+pool.submit(Job("w", SecretHunt(sys.argv[1])))
+print(collect_until(pool, 1))
+pool.stop(drain=False)
+"""
+    import subprocess
+    import sys
+
+    out = tmp_path / "found.json"
+    env = {**os.environ, **secrets}
+    subprocess.run([sys.executable, "-c", script, str(out)], env=env, check=True, timeout=120)
+    found = json.loads(out.read_text())
+    assert "AIRFLOW_HOME" in found["environ"] or "PATH" in found["environ"]  # the hunt is real
+    assert forkserver.is_secret("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD")
+    text = json.dumps(found)
+    leaked = [name for name, value in secrets.items() if value in text]
+    assert leaked == [], f"a task could read {leaked}: {found}"
