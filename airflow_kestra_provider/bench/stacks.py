@@ -6,7 +6,9 @@ executor and the scheduler command differ:
 * "stock": LocalExecutor under ``airflow scheduler``;
 * "executor": KestraExecutor under the stock ``airflow scheduler`` (the executor alone);
 * "ours": whatever ``airflow kestra standalone`` runs (executor and scheduler command taken from
-  the standalone command, so the comparison follows it).
+  the standalone command, so the comparison follows it);
+* "ours-remote1", "ours-remote2": "ours" with the embedded worker off and one or two
+  ``airflow kestra worker`` processes running the tasks instead.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from sqlalchemy.engine import Engine, make_url
 
 from airflow_kestra_provider.stack.embedded_postgres import EmbeddedPostgres
 from airflow_kestra_provider.stack.environment import KESTRA_EXECUTOR, StackConfig, free_port
+from airflow_kestra_provider.stack.processes import airflow_argv
 from airflow_kestra_provider.stack.stack import AirflowStack
 
-FLAVOURS = ("stock", "executor", "ours")
+FLAVOURS = ("stock", "executor", "ours", "ours-remote1", "ours-remote2")
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,7 @@ class Flavour:
     name: str
     executor: str
     scheduler_args: tuple[str, ...]
+    remote_workers: int = 0  # ``airflow kestra worker`` processes, the embedded worker off
 
 
 def flavour(name: str) -> Flavour:
@@ -46,6 +50,8 @@ def flavour(name: str) -> Flavour:
         )
 
         return Flavour("ours", STANDALONE_EXECUTOR, tuple(STANDALONE_SCHEDULER_ARGS))
+    if name in ("ours-remote1", "ours-remote2"):
+        return Flavour(name, KESTRA_EXECUTOR, flavour("ours").scheduler_args, remote_workers=int(name[-1]))
     raise ValueError(f"unknown stack {name!r}: expected one of {', '.join(FLAVOURS)}")
 
 
@@ -134,17 +140,22 @@ def running_stack(
 ) -> Iterator[AirflowStack]:
     """Start one throw-away stack in ``work_dir/label`` on a fresh database; stop and drop it after."""
     db_name = f"kestra_bench_{label}".replace("-", "_")
+    extra = dict(settings)
+    if kind.remote_workers:
+        extra["AIRFLOW__KESTRA__EMBEDDED_WORKER"] = "False"
     config = StackConfig(
         home=work_dir / label,
         sql_alchemy_conn=database.create(db_name),
         dags_folder=dags_folder,
         port=free_port(),
         executor=kind.executor,
-        extra=dict(settings),
+        extra=extra,
     )
     stack = AirflowStack(config, scheduler_args=kind.scheduler_args, api_workers=api_workers)
     try:
         stack.start()
+        for n in range(kind.remote_workers):
+            stack.supervisor.start(f"kestra-worker-{n + 1}", airflow_argv("kestra", "worker"))
         yield stack
     finally:
         stack.stop()

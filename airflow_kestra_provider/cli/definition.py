@@ -95,7 +95,9 @@ ARG_BENCH_STACKS = Arg(
     ("--stacks",),
     default="stock,ours",
     help="Comma-separated stacks to run, in this order: stock (LocalExecutor, airflow scheduler), "
-    "executor (KestraExecutor, airflow scheduler), ours (airflow kestra standalone); default stock,ours",
+    "executor (KestraExecutor, airflow scheduler), ours (airflow kestra standalone), ours-remote1 and "
+    "ours-remote2 (ours with the embedded worker off and 1 or 2 airflow kestra worker processes); "
+    "default stock,ours",
 )
 ARG_BENCH_WORK_DIR = Arg(
     ("--work-dir",), help="Folder for the throw-away AIRFLOW_HOMEs (default: a temp dir)"

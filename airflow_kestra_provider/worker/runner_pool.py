@@ -448,9 +448,12 @@ def _result(job: Job, kind: str, code: int | None, error: str | None) -> TaskRes
         return TaskResult(job.workload_id, "not_started", None, error)
     if kind == "error":
         return TaskResult(job.workload_id, "failed", code, error)
-    if code == 0:
-        return TaskResult(job.workload_id, "success", 0, None)
-    return TaskResult(job.workload_id, "failed", code, f"task process exited with code {code}")
+    # ``supervise_task`` returned: the task's own end (success, failure, retry, deferral, a kill
+    # after a clear) was recorded through the Execution API. As under LocalExecutor, that is a
+    # ``success`` event whatever the exit code; ``failed`` is for a try whose supervisor itself
+    # failed or died.
+    detail = None if code == 0 else f"task process exited with code {code}"
+    return TaskResult(job.workload_id, "success", code, detail)
 
 
 def _kill_tree(pid: int | None) -> None:

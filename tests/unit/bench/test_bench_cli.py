@@ -56,7 +56,7 @@ def test_compare_bad_stacks(capsys, tmp_path):
     )
     assert code == 2
     assert err == [
-        "airflow kestra bench: error: --stacks takes a comma-separated subset of stock,executor,ours, got 'stock,kestra'"
+        "airflow kestra bench: error: --stacks takes a comma-separated subset of stock,executor,ours,ours-remote1,ours-remote2, got 'stock,kestra'"
     ]
 
 
@@ -83,7 +83,7 @@ def test_scale_bad_dags(dags, needle, capsys):
         (["--schedule", "hourly"], "--schedule must be one of daily, assets, got 'hourly'"),
         (["--timeout", "0"], "--timeout must be > 0, got 0.0"),
         (["--schedule", "assets", "--duration", "-5"], "--duration must be > 0, got -5.0"),
-        (["--stacks", "stock,kestra"], "--stacks takes a comma-separated subset of stock,executor,ours"),
+        (["--stacks", "stock,kestra"], "--stacks takes a comma-separated subset of stock,executor,ours,ours-remote1,ours-remote2"),
     ],
 )
 def test_scale_bad_options(extra, needle, capsys):
@@ -113,3 +113,6 @@ def test_three_stack_flavours():
     assert flavour("executor").scheduler_args == flavour("stock").scheduler_args == ("scheduler",)
     assert flavour("ours").executor == KESTRA_EXECUTOR
     assert flavour("ours").scheduler_args == tuple(STANDALONE_SCHEDULER_ARGS)
+    assert flavour("ours").remote_workers == 0
+    assert flavour("ours-remote2").remote_workers == 2
+    assert flavour("ours-remote1").scheduler_args == tuple(STANDALONE_SCHEDULER_ARGS)
