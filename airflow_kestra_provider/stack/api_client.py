@@ -1,4 +1,5 @@
-"""A small client of Airflow's public REST API (v2): login, health, trigger and read dag runs."""
+"""A small client of Airflow's public REST API (v2): login, health, trigger and read dag runs,
+clear task instances and set their state."""
 
 from __future__ import annotations
 
@@ -110,6 +111,36 @@ class AirflowApiClient:
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         body = self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
         return list(body["task_instances"])
+
+    def clear_task_instances(
+        self,
+        dag_id: str,
+        run_id: str,
+        task_ids: list[str],
+        only_failed: bool = False,
+        reset_dag_runs: bool = True,
+    ) -> list[dict[str, Any]]:
+        """Clear ``task_ids`` of one run (running ones go to RESTARTING); returns the cleared TIs."""
+        body = {
+            "dry_run": False,
+            "dag_run_id": run_id,
+            "task_ids": task_ids,
+            "only_failed": only_failed,
+            "reset_dag_runs": reset_dag_runs,
+        }
+        answer = self.request("POST", f"/api/v2/dags/{dag_id}/clearTaskInstances", json=body)
+        return list(answer["task_instances"])
+
+    def set_task_instance_state(
+        self, dag_id: str, run_id: str, task_id: str, new_state: str, map_index: int = -1
+    ) -> list[dict[str, Any]]:
+        """Set the state of one task instance, as "Mark success/failed" in the UI does; returns
+        the task instances changed."""
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"
+        if map_index >= 0:
+            path += f"/{map_index}"
+        answer = self.request("PATCH", path, json={"new_state": new_state})
+        return list(answer["task_instances"])
 
     def wait_run(self, dag_id: str, run_id: str, timeout: float) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
