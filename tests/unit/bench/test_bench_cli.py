@@ -83,7 +83,10 @@ def test_scale_bad_dags(dags, needle, capsys):
         (["--schedule", "hourly"], "--schedule must be one of daily, assets, got 'hourly'"),
         (["--timeout", "0"], "--timeout must be > 0, got 0.0"),
         (["--schedule", "assets", "--duration", "-5"], "--duration must be > 0, got -5.0"),
-        (["--stacks", "stock,kestra"], "--stacks takes a comma-separated subset of stock,executor,ours,ours-remote1,ours-remote2"),
+        (
+            ["--stacks", "stock,kestra"],
+            "--stacks takes a comma-separated subset of stock,executor,ours,ours-remote1,ours-remote2",
+        ),
     ],
 )
 def test_scale_bad_options(extra, needle, capsys):

