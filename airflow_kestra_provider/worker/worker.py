@@ -149,7 +149,8 @@ class KestraWorker:
     def start(self) -> None:
         require_postgres()
         ensure_schema()
-        # Fork the runners before this process starts any thread of ours.
+        # Start the forkserver (its environment is scrubbed for that moment) and fork the
+        # runners before this process starts any thread of ours.
         self.pool.start()
         with claims.session_scope() as session:
             self._register(session, self.id)

@@ -201,8 +201,9 @@ if sys.argv[2] == "preload":
     preload()
 read, write = os.pipe()
 pid = os.fork()
-if pid == 0:  # like a task process: forked, then parses its DAG file
+if pid == 0:  # like a task process: forked, then parses its DAG file as the task runner does
     before = set(sys.modules)
+    import airflow.dag_processing.dagbag  # what the task runner's parse() imports first
     runpy.run_path(sys.argv[1])
     os.write(write, "\\n".join(sorted(set(sys.modules) - before)).encode())
     os._exit(0)
@@ -237,6 +238,7 @@ def test_preload_leaves_a_forked_task_nothing_to_import_for_a_taskflow_dag():
     (dozens of modules) to parse the no-op DAG; after it, none of them."""
     cold = _imported_by_dag_parse("cold")
     assert "airflow.sdk.definitions.decorators" in cold
+    assert "airflow.dag_processing.dagbag" in cold
     assert any(m.startswith("airflow.providers.standard") for m in cold)
     warm = _imported_by_dag_parse("preload")
     assert not [m for m in warm if m.startswith(("airflow", "pydantic", "packaging", "jinja2"))], warm
