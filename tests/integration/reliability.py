@@ -34,6 +34,16 @@ def _mark(kind, ti):
         out.write(f"{{kind}} {{ti.run_id}} {{ti.task_id}} {{ti.try_number}} {{os.getpid()}}\\n")
 
 
+def _sleep(context, key):
+    # conf: "sleep" for every task and try; "second_sleep" for the second task, "retry_sleep"
+    # for tries after the first, when given
+    conf = context["dag_run"].conf
+    seconds = conf.get(key, conf.get("sleep", 0))
+    if context["ti"].try_number > 1:
+        seconds = conf.get("retry_sleep", seconds)
+    time.sleep(float(seconds))
+
+
 @dag(
     dag_id="{dag_id}",
     schedule=None,
@@ -45,13 +55,13 @@ def kestra_test_mark():
     @task
     def first(**context):
         _mark("start", context["ti"])
-        time.sleep(float(context["dag_run"].conf.get("sleep", 0)))
+        _sleep(context, "sleep")
         _mark("end", context["ti"])
 
     @task
     def second(**context):
         _mark("start", context["ti"])
-        time.sleep(float(context["dag_run"].conf.get("sleep", 0)))
+        _sleep(context, "second_sleep")
         _mark("end", context["ti"])
 
     first() >> second()

@@ -146,7 +146,7 @@ def check_clean(db, marks: Path) -> None:
 
 def test_sigkill_of_the_worker_pid_alone_leaves_no_process_and_retries_the_task(stack, db, marks):
     worker, _ = start_worker(stack, db, "fault-kill-pid")
-    [run_id] = trigger(stack, MARK_DAG_ID, 1, {"sleep": 30})
+    [run_id] = trigger(stack, MARK_DAG_ID, 1, {"sleep": 30, "retry_sleep": 0, "second_sleep": 0})
     key = (run_id, "first", 1)
     task_pid = wait_until(lambda: started(marks, {run_id}).get(key), 120, "the task never started", 0.2)
     assert worker.process is not None
@@ -170,7 +170,7 @@ def test_sigkill_of_the_worker_pid_alone_leaves_no_process_and_retries_the_task(
 
 def test_kill_of_a_runner_never_lets_two_tries_overlap(stack, db, marks):
     worker, _ = start_worker(stack, db, "fault-runner")
-    [run_id] = trigger(stack, MARK_DAG_ID, 1, {"sleep": 30})
+    [run_id] = trigger(stack, MARK_DAG_ID, 1, {"sleep": 30, "retry_sleep": 0, "second_sleep": 0})
     key = (run_id, "first", 1)
     task_pid = wait_until(lambda: started(marks, {run_id}).get(key), 120, "the task never started", 0.2)
     runner = psutil.Process(task_pid).parent()
@@ -191,7 +191,7 @@ def test_kill_of_a_runner_never_lets_two_tries_overlap(stack, db, marks):
 
 def test_a_worker_frozen_past_its_timeout_fences_itself(stack, db, marks):
     frozen, frozen_id = start_worker(stack, db, "fault-frozen")
-    run_ids = trigger(stack, MARK_DAG_ID, 2, {"sleep": 25})
+    run_ids = trigger(stack, MARK_DAG_ID, 2, {"sleep": 25, "second_sleep": 0})
     wait_until(lambda: len(started(marks, set(run_ids))) == 2, 120, "tasks never started", 0.2, stack=stack)
     other, _ = start_worker(stack, db, "fault-other")
     assert frozen.process is not None
@@ -224,7 +224,7 @@ def test_a_worker_frozen_past_its_timeout_fences_itself(stack, db, marks):
 
 def test_sigterm_drains_a_task_longer_than_the_timeout(stack, db, marks):
     worker, worker_id = start_worker(stack, db, "fault-drain")
-    [run_id] = trigger(stack, MARK_DAG_ID, 1, {"sleep": WORKER_TIMEOUT + 10})
+    [run_id] = trigger(stack, MARK_DAG_ID, 1, {"sleep": WORKER_TIMEOUT + 10, "second_sleep": 0})
     wait_until(lambda: started(marks, {run_id}).get((run_id, "first", 1)), 120, "never started", 0.2)
     assert worker.process is not None
     worker.process.send_signal(signal.SIGTERM)
