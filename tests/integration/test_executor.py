@@ -269,8 +269,8 @@ def test_scheduler_restart_mid_load(stack, db):
     if scheduler.log_file is not None:
         scheduler.log_file.close()
     stack.supervisor.start("scheduler", airflow_argv("scheduler"))
-    assert wait_runs_terminal(stack, db, "kestra_bench_chain10", 30, timeout=600, check_dead=True) == {
-        "success": 30
+    assert wait_runs_terminal(stack, db, "kestra_bench_chain10", 20, timeout=600, check_dead=True) == {
+        "success": 20
     }
     with db.connect() as conn:
         open_tis = conn.execute(
