@@ -203,6 +203,45 @@ def bench_scale(args: argparse.Namespace) -> None:
     print(scale_table(report["results"]), end="")
 
 
+@_one_line_errors
+def bench_ceiling(args: argparse.Namespace) -> None:
+    from airflow_kestra_provider.bench.ceiling import ceiling, ceiling_markdown
+    from airflow_kestra_provider.cli.standalone_command import example_dags_folder
+
+    rates = parse_rates(args.rates)
+    duration = _positive("--duration", args.duration)
+    warmup = _positive("--warmup", args.warmup, allow_zero=True)
+    cpu_rate = _positive("--cpu-rate", args.cpu_rate)
+    drain = _positive("--drain-timeout", args.drain_timeout)
+    plan = _plan(args, example_dags_folder)
+    out = Path(args.out)
+    report = ceiling(plan, args.dag, rates, duration, warmup, cpu_rate, drain, out, _log)
+    print(ceiling_markdown(report), end="")
+    _log(f"wrote {out / 'ceiling.md'}, {out / 'ceiling.png'} and {out / 'ceiling.json'}")
+
+
+@_one_line_errors
+def bench_recovery(args: argparse.Namespace) -> None:
+    from airflow_kestra_provider.bench.compare import StackPlan
+    from airflow_kestra_provider.bench.recovery import recovery, recovery_table, scenarios
+    from airflow_kestra_provider.cli.standalone_command import example_dags_folder
+
+    kills = [x.strip() for x in str(args.kill).split(",") if x.strip()]
+    chosen = scenarios(kills, _stacks(args.stacks))
+    if args.runs < 1:
+        raise BenchUsageError(f"--runs must be >= 1, got {args.runs}")
+    sleep = _positive("--sleep", args.sleep)
+    timeout = _positive("--timeout", args.timeout)
+    plan = StackPlan(
+        dags_source=example_dags_folder(),
+        work_dir=Path(args.work_dir) if args.work_dir else None,
+        postgres_url=args.postgres_url,
+    )
+    out = Path(args.out) if args.out else None
+    report = recovery(plan, chosen, args.runs, sleep, timeout, out, _log)
+    print(recovery_table(report["results"]), end="")
+
+
 MAX_SCALE_DAGS = 1_000_000
 
 

@@ -142,6 +142,56 @@ ARG_BENCH_SCALE_DURATION = Arg(
     help="With --schedule assets: seconds the scheduler runs per stack (default 60)",
 )
 ARG_BENCH_SCALE_OUT = Arg(("--out",), help="Folder for scale.md and scale.json (optional)")
+ARG_BENCH_CEILING_RATES = Arg(
+    ("--rates",),
+    default="2,4,6,8,10,12,15,20,25,30,40,50",
+    help="Rates of the ladder, tried in increasing order until one is not kept up with "
+    "(default 2,4,6,8,10,12,15,20,25,30,40,50)",
+)
+ARG_BENCH_CEILING_DURATION = Arg(
+    ("--duration",), type=float, default=30.0, help="Measured seconds per rate (default 30)"
+)
+ARG_BENCH_CEILING_CPU_RATE = Arg(
+    ("--cpu-rate",),
+    type=float,
+    default=5.0,
+    help="Rate of the step whose CPU per run is reported, before the ladder (default 5)",
+)
+ARG_BENCH_CEILING_DRAIN = Arg(
+    ("--drain-timeout",),
+    type=float,
+    default=60.0,
+    help="Seconds to wait for runs after the last send of a step (default 60)",
+)
+ARG_BENCH_CEILING_OUT = Arg(
+    ("--out",), required=True, help="Folder for ceiling.md, ceiling.png and ceiling.json"
+)
+ARG_BENCH_RECOVERY_KILL = Arg(
+    ("--kill",),
+    default="worker,scheduler",
+    help="Crashes to time, comma-separated: worker (SIGKILL of one of two airflow kestra worker "
+    "processes) and scheduler (SIGKILL of the scheduler with its embedded worker, restarted at once); "
+    "default worker,scheduler",
+)
+ARG_BENCH_RECOVERY_STACKS = Arg(
+    ("--stacks",),
+    default="ours",
+    help="Stacks for --kill scheduler: stock and/or ours (default ours; stock waits for Airflow's "
+    "heartbeat timeouts, about 5 minutes)",
+)
+ARG_BENCH_RECOVERY_RUNS = Arg(
+    ("--runs",), type=int, default=12, help="Runs of the sleeping DAG triggered before the kill (default 12)"
+)
+ARG_BENCH_RECOVERY_SLEEP = Arg(
+    ("--sleep",), type=float, default=20.0, help="Seconds each task sleeps (default 20)"
+)
+ARG_BENCH_RECOVERY_TIMEOUT = Arg(
+    ("--timeout",),
+    type=float,
+    default=600.0,
+    help="Seconds after the kill to wait for recovery before reporting what did not recover (default 600)",
+)
+ARG_BENCH_RECOVERY_OUT = Arg(("--out",), help="Folder for recovery.md and recovery.json (optional)")
 _BENCH_STACK_ARGS = (
     ARG_BENCH_STACKS,
     ARG_BENCH_WORK_DIR,
@@ -194,6 +244,38 @@ BENCH_COMMANDS = (
             ARG_BENCH_RUN_TIMEOUT,
             ARG_BENCH_CHAIN_OUT,
             *_BENCH_STACK_ARGS,
+        ),
+    ),
+    ActionCommand(
+        name="ceiling",
+        help="Highest rate each throw-away stack keeps up with (every run done, p50 under 1 s), and "
+        "its CPU per run by component at a fixed rate; side by side",
+        func=lazy_load_command("airflow_kestra_provider.cli.bench_command.bench_ceiling"),
+        args=(
+            ARG_BENCH_DAG,
+            ARG_BENCH_CEILING_RATES,
+            ARG_BENCH_CEILING_DURATION,
+            ARG_BENCH_WARMUP,
+            ARG_BENCH_CEILING_CPU_RATE,
+            ARG_BENCH_CEILING_DRAIN,
+            ARG_BENCH_CEILING_OUT,
+            *_BENCH_STACK_ARGS,
+        ),
+    ),
+    ActionCommand(
+        name="recovery",
+        help="Seconds from a SIGKILL of a worker or of the scheduler to every affected task instance "
+        "running elsewhere or finished, on throw-away stacks with default settings",
+        func=lazy_load_command("airflow_kestra_provider.cli.bench_command.bench_recovery"),
+        args=(
+            ARG_BENCH_RECOVERY_KILL,
+            ARG_BENCH_RECOVERY_STACKS,
+            ARG_BENCH_RECOVERY_RUNS,
+            ARG_BENCH_RECOVERY_SLEEP,
+            ARG_BENCH_RECOVERY_TIMEOUT,
+            ARG_BENCH_RECOVERY_OUT,
+            ARG_BENCH_WORK_DIR,
+            ARG_BENCH_POSTGRES_URL,
         ),
     ),
     ActionCommand(

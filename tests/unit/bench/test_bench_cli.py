@@ -119,3 +119,22 @@ def test_three_stack_flavours():
     assert flavour("ours").remote_workers == 0
     assert flavour("ours-remote2").remote_workers == 2
     assert flavour("ours-remote1").scheduler_args == tuple(STANDALONE_SCHEDULER_ARGS)
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["recovery", "--kill", "triggerer"], "--kill takes a comma-separated subset of worker,scheduler"),
+        (["recovery", "--kill", "scheduler", "--stacks", "executor"], "--stacks for --kill scheduler"),
+        (["recovery", "--runs", "0"], "--runs must be >= 1"),
+        (["recovery", "--sleep", "0"], "--sleep must be > 0"),
+        (["ceiling", "--out", "x", "--rates", "2,zero"], "rate 'zero' is not a number"),
+        (["ceiling", "--out", "x", "--cpu-rate", "0"], "--cpu-rate must be > 0"),
+        (["ceiling", "--out", "x", "--stacks", "stock,celery"], "--stacks takes a comma-separated subset"),
+    ],
+)
+def test_recovery_and_ceiling_bad_options(argv, needle, capsys):
+    code, err = _run(["kestra", "bench", *argv], capsys)
+    assert code == 2
+    assert len(err) == 1
+    assert needle in err[0]

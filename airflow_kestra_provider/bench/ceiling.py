@@ -1,0 +1,238 @@
+"""``bench ceiling``: the highest rate each stack keeps up with, and its CPU per run at a fixed rate.
+
+Per stack, on a fresh throw-away stack:
+
+1. **CPU step** at ``cpu_rate``: CPU-seconds of every component's process tree (api-server,
+   scheduler with its embedded worker, runners and task processes, remote workers, dag-processor,
+   triggerer, PostgreSQL) over the step, divided by the runs that finished in it.
+2. **Ladder**: the rates in increasing order, ``duration`` s each; it stops at the first rate the
+   stack does not keep up with. Keeping up means every measured run finished within the drain
+   timeout, runs finished at no less than ``KEEP_UP_SHARE`` of the rate sent, and the p50
+   latency stayed under ``KEEP_UP_P50`` s. The ceiling is the last rate kept up with.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from airflow_kestra_provider.bench.compare import StackPlan, _stack_runs, _target_for, machine_info
+from airflow_kestra_provider.bench.cpu import POSTGRES, CpuProbe, postgres_postmaster
+from airflow_kestra_provider.bench.load import LoadSpec, run_load
+from airflow_kestra_provider.bench.plot import latency_plot
+from airflow_kestra_provider.bench.progress import ProgressBar
+from airflow_kestra_provider.bench.stacks import flavour, running_stack
+from airflow_kestra_provider.bench.table import fmt_rate, fmt_seconds, markdown
+from airflow_kestra_provider.bench.target import Target
+from airflow_kestra_provider.stack.stack import AirflowStack
+
+Log = Callable[[str], None]
+KEEP_UP_SHARE = 0.9
+KEEP_UP_P50 = 1.0
+
+
+def keeps_up(step: Mapping[str, Any]) -> bool:
+    """Whether one ladder step kept up with the rate it was sent (see the module docstring)."""
+    if not step.get("drained") or step.get("completed", 0) < step.get("sent", 0):
+        return False
+    throughput = step.get("throughput")
+    latency = step.get("latency") or {}
+    p50 = latency.get("p50")
+    return (
+        throughput is not None
+        and throughput >= KEEP_UP_SHARE * step["rate"]
+        and p50 is not None
+        and p50 < KEEP_UP_P50
+    )
+
+
+def ceiling_of(steps: Sequence[Mapping[str, Any]]) -> float | None:
+    """The highest rate of the ladder kept up with before the first one that was not."""
+    best: float | None = None
+    for step in sorted(steps, key=lambda s: s["rate"]):
+        if step.get("skipped") or not keeps_up(step):
+            break
+        best = step["rate"]
+    return best
+
+
+def _probe(stack: AirflowStack, target: Target) -> CpuProbe:
+    roots = {c.name: c.process.pid for c in stack.supervisor.components if c.process is not None}
+    postmaster = postgres_postmaster(target.engine)
+    if postmaster is not None:
+        roots[POSTGRES] = postmaster
+    return CpuProbe(roots)
+
+
+def stack_ceiling(
+    stack: AirflowStack,
+    target: Target,
+    name: str,
+    rates: Sequence[float],
+    duration: float,
+    warmup: float,
+    cpu_rate: float,
+    drain_timeout: float,
+    quiet: bool,
+) -> dict[str, Any]:
+    probe = _probe(stack, target)
+    spec = LoadSpec(target.dag_id, cpu_rate, duration, warmup, drain_timeout)
+    bar = ProgressBar(f"  {name} CPU at {cpu_rate:g}/s", quiet=quiet)
+    cpu_step = run_load(spec, target.trigger, target.collector, bar, cpu_probe=probe.sample).to_dict()
+    steps: list[dict[str, Any]] = []
+    for rate in sorted(rates):
+        if steps and not keeps_up(steps[-1]):
+            steps.append({"rate": rate, "skipped": f"not kept up at {steps[-1]['rate']:g}/s"})
+            continue
+        spec = LoadSpec(target.dag_id, rate, duration, warmup, drain_timeout)
+        bar = ProgressBar(f"  {name} {rate:g}/s", quiet=quiet)
+        steps.append(run_load(spec, target.trigger, target.collector, bar).to_dict())
+    return {
+        "stack": name,
+        "ceiling": ceiling_of(steps),
+        "cpu_rate": cpu_rate,
+        "cpu_step": cpu_step,
+        "steps": steps,
+    }
+
+
+def ceiling(
+    plan: StackPlan,
+    dag_id: str,
+    rates: Sequence[float],
+    duration: float,
+    warmup: float,
+    cpu_rate: float,
+    drain_timeout: float,
+    out: Path,
+    log: Log,
+) -> dict[str, Any]:
+    work_dir, dags, database = _stack_runs(plan, None, log)
+    started = time.time()
+    info = machine_info()
+    results = []
+    try:
+        for name in plan.stacks:
+            kind = flavour(name)
+            log(f"starting the {name} stack ({kind.executor}, `airflow {' '.join(kind.scheduler_args)}`) ...")
+            with running_stack(
+                kind, database, work_dir, dags, f"ceiling_{name}", plan.settings, plan.api_workers
+            ) as stack:
+                target = _target_for(stack, dag_id)
+                try:
+                    results.append(
+                        stack_ceiling(
+                            stack, target, name, rates, duration, warmup, cpu_rate, drain_timeout, plan.quiet
+                        )
+                    )
+                finally:
+                    target.close()
+            log(f"{name}: ceiling {results[-1]['ceiling']} runs/s")
+    finally:
+        database.stop()
+    report = {
+        "kind": "ceiling",
+        "dag_id": dag_id,
+        "rates": sorted(rates),
+        "duration": duration,
+        "warmup": warmup,
+        "cpu_rate": cpu_rate,
+        "keep_up": {"share_of_rate": KEEP_UP_SHARE, "p50_below_seconds": KEEP_UP_P50},
+        "machine": info,
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "elapsed_seconds": round(time.time() - started, 1),
+        "results": results,
+    }
+    write_ceiling(report, out)
+    return report
+
+
+def write_ceiling(report: Mapping[str, Any], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ceiling.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    (out / "ceiling.md").write_text(ceiling_markdown(report))
+    latency_plot(
+        {r["stack"]: r["steps"] for r in report["results"]},
+        out / "ceiling.png",
+        title=f"{report['dag_id']}: latency against rate, up to each stack's ceiling",
+    )
+
+
+def _cpu_components(result: Mapping[str, Any]) -> dict[str, float | None]:
+    cpu = result["cpu_step"].get("cpu") or {}
+    found: dict[str, float | None] = {}
+    for row in cpu.get("components", []):
+        name = "kestra-worker" if row["component"].startswith("kestra-worker") else row["component"]
+        found[name] = (found.get(name) or 0.0) + (row["per_run"] or 0.0)
+    found["total"] = (cpu.get("total") or {}).get("per_run")
+    return found
+
+
+def ceiling_markdown(report: Mapping[str, Any]) -> str:
+    results = report["results"]
+    machine = report["machine"]
+    parts = [
+        f"# bench ceiling: {report['dag_id']}\n",
+        f"{report['duration']:g} s per rate after {report['warmup']:g} s warm-up; kept up = every run "
+        f"finished, at >= {report['keep_up']['share_of_rate']:.0%} of the rate, p50 < "
+        f"{report['keep_up']['p50_below_seconds']:g} s. Started {report['started_at']}, "
+        f"{machine['cpus']} CPUs, {machine['memory_gib']} GiB.\n",
+    ]
+    rows = []
+    for r in results:
+        top = next((s for s in r["steps"] if s["rate"] == r["ceiling"]), None)
+        cpu_total = _cpu_components(r)["total"]
+        rows.append(
+            (
+                r["stack"],
+                "none" if r["ceiling"] is None else fmt_rate(r["ceiling"]),
+                "-" if top is None else fmt_seconds(top["latency"]["p50"]),
+                "-" if cpu_total is None else f"{cpu_total * 1000:.0f} ms",
+            )
+        )
+    parts.append(
+        markdown(("stack", "ceiling", "p50 at the ceiling", f"CPU per run at {report['cpu_rate']:g}/s"), rows)
+    )
+    names: list[str] = []
+    per_stack = {r["stack"]: _cpu_components(r) for r in results}
+    for found in per_stack.values():
+        names += [n for n in found if n not in names and n != "total"]
+    cpu_rows = [
+        (
+            name,
+            *(
+                "-" if per_stack[s].get(name) is None else f"{(per_stack[s][name] or 0.0) * 1000:.0f} ms"
+                for s in per_stack
+            ),
+        )
+        for name in [*names, "total"]
+    ]
+    parts.append(
+        f"\nCPU per run by component at {report['cpu_rate']:g} runs/s (process trees; the scheduler's "
+        "includes its embedded worker, runners and task processes):\n\n"
+        + markdown(("component", *per_stack), cpu_rows)
+    )
+    ladder_rows = []
+    for r in results:
+        for s in r["steps"]:
+            if s.get("skipped"):
+                ladder_rows.append((r["stack"], f"{s['rate']:g}/s", "skipped", "-", "-", "-"))
+                continue
+            latency = s.get("latency") or {}
+            ladder_rows.append(
+                (
+                    r["stack"],
+                    f"{s['rate']:g}/s",
+                    f"{s['completed']}/{s['sent']}",
+                    fmt_rate(s.get("throughput")),
+                    fmt_seconds(latency.get("p50")),
+                    "yes" if keeps_up(s) else "no",
+                )
+            )
+    parts.append(
+        "\nLadder:\n\n" + markdown(("stack", "rate", "finished", "throughput", "p50", "kept up"), ladder_rows)
+    )
+    return "\n".join(parts)
