@@ -93,12 +93,25 @@ def _watch_lifeline(lifeline: Connection, parent_pid: int, task_pid: Any) -> Non
             os._exit(1)
 
 
+def _children() -> set[int]:
+    """Pids of this process's children: Linux's per-thread list (one small read; forks happen
+    in the runner's main thread), else a scan of the process table."""
+    try:
+        children: set[int] = set()
+        for tid in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{tid}/children") as f:
+                children.update(int(pid) for pid in f.read().split())
+        return children
+    except OSError:
+        import psutil
+
+        return {p.pid for p in psutil.Process().children()}
+
+
 def _remember_task_pid(task_pid: Any, known: set[int]) -> None:
     """In the runner, right after it forked: keep the new child's pid (the task process)."""
-    import psutil
-
     with contextlib.suppress(Exception):
-        children = {p.pid for p in psutil.Process().children()}
+        children = _children()
         new = children - known
         if new:
             task_pid.value = max(new)
@@ -240,6 +253,9 @@ def preload() -> list[str]:
         from airflow.sdk.listener import get_listener_manager
 
         get_listener_manager()
+    from airflow_kestra_provider.worker import supervisor_tuning
+
+    supervisor_tuning.apply()
     if missing:
         log.debug("runner preload: not available: %s", ", ".join(missing))
     return missing

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -171,6 +172,15 @@ def test_100_noop_and_10_chain_runs_succeed(stack, db):
         states = dict(conn.execute(sa.text("SELECT state, count(*) FROM task_instance GROUP BY state")).all())
     assert states == {"success": 200}
     assert_nothing_ran_twice(db)
+    # The start call counts as the first heartbeat (worker/supervisor_tuning.py): stock's
+    # supervisor sends one more at once, i.e. one per task here; ours only for a task that
+    # outlives [workers] min_heartbeat_interval (a very slow machine).
+    api_log = (stack.supervisor.log_dir / "api-server.log").read_text()
+    heartbeats = len(re.findall(r"method=PUT path=/execution/task-instances/\S+/heartbeat", api_log))
+    starts = len(re.findall(r"method=PATCH path=/execution/task-instances/\S+/run", api_log))
+    assert starts >= 200  # the access log has the Execution API's requests
+    print(f"Execution API: {heartbeats} heartbeats for {starts} starts")
+    assert heartbeats < 100, f"{heartbeats} heartbeats for 200 no-op task instances"
 
 
 def test_task_environment_has_no_secrets(stack, db, tmp_path):
