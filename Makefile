@@ -16,11 +16,12 @@ PYTEST_BASETEMP = $(shell mktemp -d /tmp/kestra-pytest-XXXXXX)
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check uv
-	$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -e ".[test]"
+	$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -e ".[test,bench,standalone]"
 	touch $@
 
+# --dags-folder: the example DAGs, also when $(AIRFLOW_HOME)/airflow.cfg sets [core] dags_folder.
 run: $(BIN)/.installed
-	AIRFLOW_HOME=$(AIRFLOW_HOME) $(BIN)/airflow kestra standalone
+	AIRFLOW_HOME=$(AIRFLOW_HOME) $(BIN)/airflow kestra standalone --dags-folder $(CURDIR)/dags_examples
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check airflow_kestra_provider dags_examples tests

@@ -16,6 +16,25 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
+MATPLOTLIB_MISSING = "plots need matplotlib: pip install 'airflow-kestra-provider[bench]'"
+
+
+def _matplotlib_missing() -> Exception:
+    """The error for a missing ``bench`` extra: one line, as the bench CLI prints it (exit 2)."""
+    from airflow_kestra_provider.bench.target import BenchUsageError
+
+    return BenchUsageError(MATPLOTLIB_MISSING)
+
+
+def require_matplotlib() -> None:
+    """Raise :class:`~airflow_kestra_provider.bench.target.BenchUsageError` naming the ``bench``
+    extra unless matplotlib is installed; cheap (nothing imported), so a bench can check first."""
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise _matplotlib_missing()
+
+
 def latency_plot(
     series: Mapping[str, Sequence[dict[str, Any]]], path: Path, title: str = "Latency against rate"
 ) -> Path:
@@ -30,8 +49,13 @@ def latency_figure(
     series: Mapping[str, Sequence[dict[str, Any]]], title: str = "Latency against rate"
 ) -> Figure:
     """The figure: for each stack (in ``series`` order) a p50 line and a p99 line in its colour."""
-    import matplotlib
-    import matplotlib.ticker
+    try:
+        import matplotlib
+        import matplotlib.ticker
+    except ModuleNotFoundError as err:
+        if err.name != "matplotlib":
+            raise
+        raise _matplotlib_missing() from None
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure

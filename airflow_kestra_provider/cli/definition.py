@@ -4,19 +4,22 @@ from __future__ import annotations
 
 from airflow.cli.cli_config import ActionCommand, Arg, GroupCommand, lazy_load_command
 
+# Help texts are rich markup (Airflow's help formatter is rich_argparse): a literal "[section]"
+# is written "\\[section]", or rich takes it for a style tag and drops it.
 ARG_STANDALONE_PORT = Arg(
     ("--port",),
     type=int,
-    help="Port of the api-server (default: [kestra] standalone_port)",
+    help="Port of the api-server (default: \\[kestra] standalone_port)",
 )
 ARG_STANDALONE_DAGS_FOLDER = Arg(
     ("--dags-folder",),
-    help="DAGs folder (default: the example DAGs shipped with the provider)",
+    help="DAGs folder (default: \\[core] dags_folder when AIRFLOW__CORE__DAGS_FOLDER or airflow.cfg sets it "
+    "to other than $AIRFLOW_HOME/dags, else the example DAGs shipped with the provider)",
 )
 ARG_WORKER_CONCURRENCY = Arg(
     ("--concurrency",),
     type=int,
-    help="Task processes this worker runs at once (default: [kestra] worker_concurrency)",
+    help="Task processes this worker runs at once, at least 1 (default: \\[kestra] worker_concurrency)",
 )
 ARG_REMOVE_TRIGGERS = Arg(
     ("--remove",),

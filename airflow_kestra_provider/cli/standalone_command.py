@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
 from pathlib import Path
 from types import FrameType
+from typing import NoReturn
 
 from airflow_kestra_provider import settings
+from airflow_kestra_provider.stack.embedded_postgres import EmbeddedPostgresMissing
 from airflow_kestra_provider.stack.environment import ADMIN_USER, KESTRA_EXECUTOR, StackConfig
 from airflow_kestra_provider.stack.stack import AirflowStack, StackFailed, resolve_database
 
@@ -33,6 +36,49 @@ def example_dags_folder() -> Path:
     raise FileNotFoundError("dags_examples folder not found; pass --dags-folder")
 
 
+DAGS_FOLDER_ENV = "AIRFLOW__CORE__DAGS_FOLDER"
+
+
+def choose_dags_folder(
+    cli_value: str | None, configured: str | None, default: str | None, from_env: bool
+) -> Path:
+    """The DAGs folder of the stack: ``--dags-folder`` if given; else ``[core] dags_folder`` when
+    the user set it; else the example DAGs.
+
+    ``configured`` is the value of ``[core] dags_folder`` and ``default`` Airflow's default for it
+    (``$AIRFLOW_HOME/dags``). Airflow writes that default into every airflow.cfg it generates, so a
+    value from airflow.cfg counts as set only when it differs from the default; one from
+    ``AIRFLOW__CORE__DAGS_FOLDER`` (``from_env``) always counts.
+    """
+    if cli_value:
+        return Path(cli_value).expanduser().resolve()
+    if configured and (from_env or not _same_path(configured, default)):
+        return Path(configured).expanduser().resolve()
+    return example_dags_folder()
+
+
+def _same_path(a: str, b: str | None) -> bool:
+    return b is not None and Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+
+
+def configured_dags_folder(cli_value: str | None) -> Path:
+    """:func:`choose_dags_folder` with ``[core] dags_folder`` read from Airflow's configuration."""
+    from airflow.configuration import conf
+
+    return choose_dags_folder(
+        cli_value,
+        conf.get("core", "dags_folder", fallback=None),
+        conf.get_default_value("core", "dags_folder"),
+        from_env=bool(os.environ.get(DAGS_FOLDER_ENV)),
+    )
+
+
+def _fail(message: str) -> NoReturn:
+    """One line on stderr, exit code 1 (as for a stack that fails)."""
+    print(f"airflow kestra standalone: error: {message}", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
 def _raise_stop(signum: int, frame: FrameType | None) -> None:
     raise _StopRequested(signal.Signals(signum).name)
 
@@ -43,10 +89,13 @@ def standalone(args: argparse.Namespace) -> None:
     try:
         settings.validate_all()
     except settings.KestraConfigError as err:
-        sys.exit(str(err))
+        _fail(str(err))
     home = Path(AIRFLOW_HOME)
     port = args.port or settings.standalone_port()
-    dags_folder = Path(args.dags_folder).resolve() if args.dags_folder else example_dags_folder()
+    try:
+        dags_folder = configured_dags_folder(args.dags_folder)
+    except FileNotFoundError as err:
+        _fail(str(err))
     configured_conn = conf.get("database", "sql_alchemy_conn", fallback="")
 
     signal.signal(signal.SIGTERM, _raise_stop)
@@ -86,14 +135,19 @@ def standalone(args: argparse.Namespace) -> None:
     except StackFailed as err:
         print(f"\n{err}", file=sys.stderr, flush=True)
         exit_code = 1
+    except EmbeddedPostgresMissing as err:
+        print(f"airflow kestra standalone: error: {err}", file=sys.stderr, flush=True)
+        exit_code = 1
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        started = stack is not None or database is not None
         if stack is not None:
             stack.stop()
         if database is not None:
             database.stop()
-        print("stopped: no component or database process left", flush=True)
+        if started:
+            print("stopped: no component or database process left", flush=True)
     sys.exit(exit_code)
 
 

