@@ -156,7 +156,10 @@ def _print_cpu(results: list[dict[str, Any]]) -> None:
 @_one_line_errors
 def bench_compare(args: argparse.Namespace) -> None:
     from airflow_kestra_provider.bench.compare import compare, compare_markdown
+    from airflow_kestra_provider.bench.plot import require_matplotlib
     from airflow_kestra_provider.cli.standalone_command import example_dags_folder
+
+    require_matplotlib()  # before an hour of load, not after it
 
     rates = parse_rates(args.rates)
     duration = _positive("--duration", args.duration)
@@ -206,7 +209,10 @@ def bench_scale(args: argparse.Namespace) -> None:
 @_one_line_errors
 def bench_ceiling(args: argparse.Namespace) -> None:
     from airflow_kestra_provider.bench.ceiling import ceiling, ceiling_markdown
+    from airflow_kestra_provider.bench.plot import require_matplotlib
     from airflow_kestra_provider.cli.standalone_command import example_dags_folder
+
+    require_matplotlib()
 
     rates = parse_rates(args.rates)
     duration = _positive("--duration", args.duration)

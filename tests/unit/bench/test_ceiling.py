@@ -14,10 +14,12 @@ def step(rate: float, throughput: float | None, p50: float | None, drained: bool
     }
 
 
-def test_keeping_up_needs_every_run_the_rate_and_a_p50_under_a_second():
+def test_keeping_up_needs_every_run_the_rate_and_a_bounded_p50():
     assert keeps_up(step(10, 9.5, 0.4))
+    assert keeps_up(step(10, 9.5, 1.2))
+    assert not keeps_up(step(10, 9.5, 1.2), p50_limit=1.0)
     assert not keeps_up(step(10, 8.5, 0.4))  # finishing slower than sent
-    assert not keeps_up(step(10, 9.5, 1.2))  # a backlog of latency
+    assert not keeps_up(step(10, 9.5, 12.0))  # a backlog grew
     assert not keeps_up(step(10, 9.5, 0.4, drained=False))
     assert not keeps_up(step(10, 9.5, 0.4, done=9))
     assert not keeps_up(step(10, None, None))
@@ -26,6 +28,8 @@ def test_keeping_up_needs_every_run_the_rate_and_a_p50_under_a_second():
 def test_the_ceiling_is_the_last_rate_before_the_first_miss():
     steps = [step(4, 3.9, 0.3), step(2, 2.0, 0.2), step(6, 4.0, 9.0), step(8, 7.9, 0.5)]
     assert ceiling_of(steps) == 4
+    assert ceiling_of([step(2, 2.0, 0.5), step(4, 3.9, 3.0), step(6, 5.0, 8.0)]) == 4
+    assert ceiling_of([step(2, 2.0, 0.5), step(4, 3.9, 3.0)], p50_limit=1.0) == 2
     assert ceiling_of([step(2, 1.0, 5.0)]) is None
     assert ceiling_of([step(2, 2.0, 0.2), {"rate": 4, "skipped": "not kept up"}]) == 2
 
@@ -40,19 +44,19 @@ def test_the_markdown_has_the_ceiling_and_cpu_per_component_side_by_side():
         "duration": 30,
         "warmup": 10,
         "cpu_rate": 5,
-        "keep_up": {"share_of_rate": 0.9, "p50_below_seconds": 1.0},
+        "keep_up": {"share_of_rate": 0.9, "p50_below_seconds": 10.0, "fast_p50_below_seconds": 1.0},
         "started_at": "2026-12-02T00:00:00Z",
         "machine": {"cpus": 2, "memory_gib": 24},
         "results": [
-            {"stack": "stock", "ceiling": 2, "cpu_step": cpu({"scheduler": 0.2, "postgres": 0.1}),
+            {"stack": "stock", "ceiling": 2, "fast_ceiling": 2, "cpu_step": cpu({"scheduler": 0.2, "postgres": 0.1}),
              "steps": [step(2, 2.0, 0.9), step(4, 2.5, 20.0)]},
-            {"stack": "ours", "ceiling": None, "cpu_step": cpu({"scheduler": 0.05, "kestra-worker-1": 0.02,
+            {"stack": "ours", "ceiling": None, "fast_ceiling": None, "cpu_step": cpu({"scheduler": 0.05, "kestra-worker-1": 0.02,
              "kestra-worker-2": 0.01}), "steps": [step(2, 1.0, 3.0)]},
         ],
     }  # fmt: skip
     text = ceiling_markdown(report)
-    assert "| stock | 2.00/s | 900 ms | 300 ms |" in text
-    assert "| ours | none | - | 80 ms |" in text
+    assert "| stock | 2.00/s | 900 ms | 2.00/s | 300 ms |" in text
+    assert "| ours | none | - | none | 80 ms |" in text
     assert "| scheduler | 200 ms | 50 ms |" in text
     assert "| kestra-worker | - | 30 ms |" in text
-    assert "| stock | 4/s | 10/10 | 2.50/s | 20.00 s | no |" in text
+    assert "| stock | 4/s | 10/10 | 2.50/s | 20.00 s | no | no |" in text
