@@ -285,6 +285,17 @@ OPTIONS: tuple[Option, ...] = (
         "``$AIRFLOW_HOME/kestra-postgres``.",
         "/var/lib/airflow/pg",
     ),
+    Option(
+        "allow_untested_airflow",
+        "boolean",
+        "False",
+        "Start the Kestra scheduler, the KestraExecutor and ``airflow kestra worker`` on an Airflow "
+        "version outside the range this provider is tested with (the ``apache-airflow`` requirement "
+        "of the package), logging a warning, instead of stopping with an error. They override and "
+        "patch Airflow internals that another release may have changed: see "
+        "docs/airflow-compatibility.md.",
+        "True",
+    ),
 )
 
 OPTIONS_BY_NAME: dict[str, Option] = {option.name: option for option in OPTIONS}
@@ -397,6 +408,10 @@ def scheduler_gc_threshold() -> int:
 
 def standalone_port() -> int:
     return int(get("standalone_port"))
+
+
+def allow_untested_airflow() -> bool:
+    return bool(get("allow_untested_airflow"))
 
 
 def embedded_postgres_dir() -> Path:

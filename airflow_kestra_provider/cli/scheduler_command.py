@@ -12,6 +12,7 @@ from airflow.utils import cli as cli_utils
 from airflow.utils.providers_configuration_loader import providers_configuration_loaded
 
 from airflow_kestra_provider import settings
+from airflow_kestra_provider.version_compat import check_airflow_version
 
 
 def _run_kestra_scheduler_job(args: Namespace) -> None:
@@ -37,6 +38,7 @@ def scheduler(args: Namespace) -> None:
 
     try:
         settings.validate_all()
+        check_airflow_version("airflow kestra scheduler")
     except settings.KestraConfigError as err:
         raise SystemExit(str(err)) from None
     cli_utils.print_banner()

@@ -68,12 +68,14 @@ def _start(kestra_worker: KestraWorker) -> None:
 def worker(args: argparse.Namespace) -> None:
     from airflow.executors.base_executor import get_execution_api_server_url
 
+    from airflow_kestra_provider.version_compat import check_airflow_version
     from airflow_kestra_provider.worker.worker import KestraWorker, WorkerSettings
 
     check_concurrency(args.concurrency)
     try:
+        check_airflow_version("airflow kestra worker")
         config = WorkerSettings.from_config(embedded=False, concurrency=args.concurrency)
-    except settings.KestraConfigError as err:
+    except settings.KestraConfigError as err:  # UntestedAirflowVersion included
         _fail(str(err))
     stop = threading.Event()
 

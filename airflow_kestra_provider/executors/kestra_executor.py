@@ -24,6 +24,7 @@ from airflow.executors.base_executor import BaseExecutor, get_execution_api_serv
 from airflow_kestra_provider import settings
 from airflow_kestra_provider.queue import claims
 from airflow_kestra_provider.queue.claims import ENDED_RESULTS, QueuedWorkload, ReportedResult
+from airflow_kestra_provider.version_compat import check_airflow_version
 
 if TYPE_CHECKING:
     from airflow.models.taskinstance import TaskInstance
@@ -52,6 +53,7 @@ class KestraExecutor(BaseExecutor):
         self._unsent: list[QueuedWorkload] = []
 
     def start(self) -> None:
+        check_airflow_version("the KestraExecutor")
         from airflow_kestra_provider.worker.reaper import Reaper
         from airflow_kestra_provider.worker.worker import (
             KestraWorker,

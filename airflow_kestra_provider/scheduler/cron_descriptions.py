@@ -33,4 +33,5 @@ def install() -> None:
         return describe(expression)
 
     memoized.kestra_memo = describe  # type: ignore[attr-defined]
+    memoized.__wrapped__ = original  # type: ignore[attr-defined]  # the stock method, for airflow_seams
     CronMixin._describe_with_dom_dow_fix = memoized  # type: ignore[method-assign]

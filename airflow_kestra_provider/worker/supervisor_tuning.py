@@ -49,6 +49,7 @@ def adapter_factory(real: Any, prebuilt: dict[int, tuple[Any, Any]]) -> Callable
         kwargs["_parent_depth"] = kwargs.get("_parent_depth", 2) + 1
         return real(type_, *args, **kwargs)
 
+    type_adapter.__wrapped__ = real  # type: ignore[attr-defined]  # the stock class, for airflow_seams
     return type_adapter
 
 
