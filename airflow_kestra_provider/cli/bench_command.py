@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from airflow_kestra_provider.bench.target import BenchUsageError
+from airflow_kestra_provider.cli.definition import CEILING_DEFAULT_RATES, COMPARE_DEFAULT_RATES
 
 USAGE_EXIT_CODE = 2
 F = TypeVar("F", bound=Callable[..., Any])
@@ -44,8 +45,13 @@ def _positive(name: str, value: float | None, allow_zero: bool = False) -> float
     return float(value)
 
 
-def parse_rates(raw: str | list[Any] | None) -> list[float]:
-    """Rates from ``--rate 2 --rate 5`` or ``--rates 2,5``; each must be > 0."""
+def parse_rates(raw: str | list[Any] | None, default: str | None = None) -> list[float]:
+    """Rates from ``--rate 2 --rate 5``, ``--rates 2,5`` or a mix; each must be > 0.
+
+    ``default`` (comma-separated) applies when no rate was given at all.
+    """
+    if not raw and default is not None:
+        raw = default
     items: list[str] = []
     for part in raw if isinstance(raw, list) else [raw or ""]:
         items.extend(x.strip() for x in str(part).split(",") if x.strip())
@@ -78,7 +84,7 @@ def bench_run(args: argparse.Namespace) -> None:
     from airflow_kestra_provider.bench.table import run_table
     from airflow_kestra_provider.bench.target import Target, resolve_endpoints
 
-    rates = parse_rates(args.rate)
+    rates = parse_rates(args.rates)
     duration = _positive("--duration", args.duration)
     warmup = _positive("--warmup", args.warmup, allow_zero=True)
     drain = _positive("--drain-timeout", args.drain_timeout)
@@ -161,7 +167,7 @@ def bench_compare(args: argparse.Namespace) -> None:
 
     require_matplotlib()  # before an hour of load, not after it
 
-    rates = parse_rates(args.rates)
+    rates = parse_rates(args.rates, default=COMPARE_DEFAULT_RATES)
     duration = _positive("--duration", args.duration)
     warmup = _positive("--warmup", args.warmup, allow_zero=True)
     drain = _positive("--drain-timeout", args.drain_timeout)
@@ -214,7 +220,7 @@ def bench_ceiling(args: argparse.Namespace) -> None:
 
     require_matplotlib()
 
-    rates = parse_rates(args.rates)
+    rates = parse_rates(args.rates, default=CEILING_DEFAULT_RATES)
     duration = _positive("--duration", args.duration)
     warmup = _positive("--warmup", args.warmup, allow_zero=True)
     cpu_rate = _positive("--cpu-rate", args.cpu_rate)

@@ -42,14 +42,24 @@ def _stock_scheduler_args() -> tuple[Arg, ...]:
 ARG_BENCH_DAG = Arg(
     ("--dag",), default="kestra_bench_noop", help="DAG to trigger (default: kestra_bench_noop)"
 )
+# Every bench command that takes rates takes both spellings, repeated or comma-separated; a
+# default cannot go in the Arg (append would add to it), so the handlers apply it.
+COMPARE_DEFAULT_RATES = "2,3,5,10,25"
+CEILING_DEFAULT_RATES = "2,4,6,8,10,12,15,20,25,30,40,50"
+_RATES_FLAGS = ("--rates", "--rate")
+_RATES_HOW = "repeat --rate/--rates or comma-separate for several rates"
 ARG_BENCH_RATE = Arg(
-    ("--rate",),
+    _RATES_FLAGS,
     action="append",
+    dest="rates",
     required=True,
-    help="Runs triggered per second (open loop); repeat or comma-separate for several rates",
+    help=f"Runs triggered per second (open loop); {_RATES_HOW}",
 )
 ARG_BENCH_RATES = Arg(
-    ("--rates",), default="2,3,5,10,25", help="Comma-separated rates (default: 2,3,5,10,25)"
+    _RATES_FLAGS,
+    action="append",
+    dest="rates",
+    help=f"Runs triggered per second (open loop); {_RATES_HOW} (default: {COMPARE_DEFAULT_RATES})",
 )
 ARG_BENCH_DURATION = Arg(
     ("--duration",), type=float, default=60.0, help="Measured seconds per rate (default 60)"
@@ -146,10 +156,11 @@ ARG_BENCH_SCALE_DURATION = Arg(
 )
 ARG_BENCH_SCALE_OUT = Arg(("--out",), help="Folder for scale.md and scale.json (optional)")
 ARG_BENCH_CEILING_RATES = Arg(
-    ("--rates",),
-    default="2,4,6,8,10,12,15,20,25,30,40,50",
-    help="Rates of the ladder, tried in increasing order until one is not kept up with "
-    "(default 2,4,6,8,10,12,15,20,25,30,40,50)",
+    _RATES_FLAGS,
+    action="append",
+    dest="rates",
+    help=f"Rates of the ladder, tried in increasing order until one is not kept up with; {_RATES_HOW} "
+    f"(default: {CEILING_DEFAULT_RATES})",
 )
 ARG_BENCH_CEILING_DURATION = Arg(
     ("--duration",), type=float, default=30.0, help="Measured seconds per rate (default 30)"
