@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from airflow.cli.cli_config import ActionCommand, Arg, GroupCommand, lazy_load_command
+from airflow.cli.cli_config import ARG_OUTPUT, ActionCommand, Arg, GroupCommand, lazy_load_command
 
 # Help texts are rich markup (Airflow's help formatter is rich_argparse): a literal "[section]"
 # is written "\\[section]", or rich takes it for a style tag and drops it.
@@ -76,7 +76,12 @@ ARG_BENCH_DRAIN = Arg(
     default=120.0,
     help="Seconds to wait for runs after the last send; unfinished runs count as not completed (default 120)",
 )
-ARG_BENCH_JSON = Arg(("--json",), action="store_true", help="Print results as JSON")
+ARG_BENCH_JSON = Arg(
+    ("--json",),
+    action="store_true",
+    help="Print the full results as JSON (every figure, and CPU by component with --cpu) instead of "
+    "the table; -o json prints the table's rows",
+)
 ARG_BENCH_CPU = Arg(
     ("--cpu",),
     action="store_true",
@@ -226,6 +231,7 @@ BENCH_COMMANDS = (
             ARG_BENCH_WARMUP,
             ARG_BENCH_DRAIN,
             ARG_BENCH_JSON,
+            ARG_OUTPUT,
             ARG_BENCH_CPU,
             ARG_BENCH_API_URL,
             ARG_BENCH_USERNAME,
@@ -245,6 +251,7 @@ BENCH_COMMANDS = (
             ARG_BENCH_DRAIN,
             ARG_BENCH_REPEAT,
             ARG_BENCH_OUT,
+            ARG_OUTPUT,
             *_BENCH_STACK_ARGS,
         ),
     ),
@@ -257,6 +264,7 @@ BENCH_COMMANDS = (
             ARG_BENCH_RUNS,
             ARG_BENCH_RUN_TIMEOUT,
             ARG_BENCH_CHAIN_OUT,
+            ARG_OUTPUT,
             *_BENCH_STACK_ARGS,
         ),
     ),
@@ -273,6 +281,7 @@ BENCH_COMMANDS = (
             ARG_BENCH_CEILING_CPU_RATE,
             ARG_BENCH_CEILING_DRAIN,
             ARG_BENCH_CEILING_OUT,
+            ARG_OUTPUT,
             *_BENCH_STACK_ARGS,
         ),
     ),
@@ -288,6 +297,7 @@ BENCH_COMMANDS = (
             ARG_BENCH_RECOVERY_SLEEP,
             ARG_BENCH_RECOVERY_TIMEOUT,
             ARG_BENCH_RECOVERY_OUT,
+            ARG_OUTPUT,
             ARG_BENCH_WORK_DIR,
             ARG_BENCH_POSTGRES_URL,
         ),
@@ -303,6 +313,7 @@ BENCH_COMMANDS = (
             ARG_BENCH_SCALE_TIMEOUT,
             ARG_BENCH_SCALE_DURATION,
             ARG_BENCH_SCALE_OUT,
+            ARG_OUTPUT,
             ARG_BENCH_STACKS,
             ARG_BENCH_WORK_DIR,
             ARG_BENCH_POSTGRES_URL,
