@@ -27,7 +27,7 @@ from airflow_kestra_provider.bench.load import LoadSpec, run_load
 from airflow_kestra_provider.bench.plot import latency_plot
 from airflow_kestra_provider.bench.progress import ProgressBar
 from airflow_kestra_provider.bench.stacks import flavour, running_stack
-from airflow_kestra_provider.bench.table import fmt_rate, fmt_seconds, markdown
+from airflow_kestra_provider.bench.table import fmt_cpu, fmt_rate, fmt_seconds, markdown
 from airflow_kestra_provider.bench.target import Target
 from airflow_kestra_provider.stack.stack import AirflowStack
 
@@ -180,6 +180,25 @@ def _cpu_components(result: Mapping[str, Any]) -> dict[str, float | None]:
     return found
 
 
+def ceiling_rows(report: Mapping[str, Any]) -> list[dict[str, str]]:
+    """One row per stack: its ceiling, the p50 there, its fast ceiling and its CPU per run at
+    ``cpu_rate`` (all components)."""
+    rows = []
+    for r in report["results"]:
+        top = next((s for s in r["steps"] if s["rate"] == r["ceiling"]), None)
+        rows.append(
+            {
+                "stack": r["stack"],
+                "ceiling": "none" if r["ceiling"] is None else fmt_rate(r["ceiling"]),
+                "p50_at_ceiling": "-" if top is None else fmt_seconds(top["latency"]["p50"]),
+                "fast_ceiling": "none" if r["fast_ceiling"] is None else fmt_rate(r["fast_ceiling"]),
+                "cpu_rate": f"{report['cpu_rate']:g}/s",
+                "cpu_per_run": fmt_cpu(_cpu_components(r)["total"]),
+            }
+        )
+    return rows
+
+
 def ceiling_markdown(report: Mapping[str, Any]) -> str:
     results = report["results"]
     machine = report["machine"]
@@ -191,19 +210,10 @@ def ceiling_markdown(report: Mapping[str, Any]) -> str:
         f"{report['keep_up']['fast_p50_below_seconds']:g} s (fast ceiling). Started "
         f"{report['started_at']}, {machine['cpus']} CPUs, {machine['memory_gib']} GiB.\n",
     ]
-    rows = []
-    for r in results:
-        top = next((s for s in r["steps"] if s["rate"] == r["ceiling"]), None)
-        cpu_total = _cpu_components(r)["total"]
-        rows.append(
-            (
-                r["stack"],
-                "none" if r["ceiling"] is None else fmt_rate(r["ceiling"]),
-                "-" if top is None else fmt_seconds(top["latency"]["p50"]),
-                "none" if r["fast_ceiling"] is None else fmt_rate(r["fast_ceiling"]),
-                "-" if cpu_total is None else f"{cpu_total * 1000:.0f} ms",
-            )
-        )
+    rows = [
+        (row["stack"], row["ceiling"], row["p50_at_ceiling"], row["fast_ceiling"], row["cpu_per_run"])
+        for row in ceiling_rows(report)
+    ]
     parts.append(
         markdown(
             (

@@ -354,6 +354,36 @@ def recovery(
     return report
 
 
+def recovery_rows(results: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
+    """One row per crash: task instances affected (queued / running at the kill), how many
+    recovered, after how long (all of them, and the slowest queued and running one), run states."""
+    rows = []
+    for r in results:
+        parts = r["by_state_at_kill"]
+
+        def worst(state: str, parts: dict[str, Any] = parts) -> str:
+            seconds = parts[state]["seconds"]
+            return "-" if seconds is None else fmt_seconds(seconds["max"])
+
+        rows.append(
+            {
+                "kill": r["kill"],
+                "stack": r["stack"],
+                "affected": str(r["affected"]),
+                "queued_at_kill": str(parts["queued"]["affected"]),
+                "running_at_kill": str(parts["running"]["affected"]),
+                "recovered": f"{r['recovered']}/{r['affected']}",
+                "all_recovered_after": (
+                    "not all" if r["all_recovered_after"] is None else fmt_seconds(r["all_recovered_after"])
+                ),
+                "queued_max": worst("queued"),
+                "running_max": worst("running"),
+                "runs": ", ".join(f"{n} {s}" for s, n in sorted(r["run_states"].items())),
+            }
+        )
+    return rows
+
+
 def recovery_table(results: Sequence[dict[str, Any]]) -> str:
     headers = (
         "kill",
@@ -365,24 +395,17 @@ def recovery_table(results: Sequence[dict[str, Any]]) -> str:
         "running ones: max",
         "runs",
     )
-    rows = []
-    for r in results:
-        parts = r["by_state_at_kill"]
-
-        def worst(state: str, parts: dict[str, Any] = parts) -> str:
-            seconds = parts[state]["seconds"]
-            return "-" if seconds is None else fmt_seconds(seconds["max"])
-
-        rows.append(
-            (
-                r["kill"],
-                r["stack"],
-                f"{r['affected']} ({parts['queued']['affected']}/{parts['running']['affected']})",
-                f"{r['recovered']}/{r['affected']}",
-                "not all" if r["all_recovered_after"] is None else fmt_seconds(r["all_recovered_after"]),
-                worst("queued"),
-                worst("running"),
-                ", ".join(f"{n} {s}" for s, n in sorted(r["run_states"].items())),
-            )
+    rows = [
+        (
+            row["kill"],
+            row["stack"],
+            f"{row['affected']} ({row['queued_at_kill']}/{row['running_at_kill']})",
+            row["recovered"],
+            row["all_recovered_after"],
+            row["queued_max"],
+            row["running_max"],
+            row["runs"],
         )
+        for row in recovery_rows(results)
+    ]
     return markdown(headers, rows)

@@ -317,9 +317,12 @@ SCALE_HEADERS = (
 )
 
 
-def scale_table(results: list[dict[str, Any]]) -> str:
-    """One row per (size, stack). "vs stock" is the creation rate (daily) or the loop p50 (assets)
-    of this row against the stock row of the same size and schedule: how many times better."""
+def scale_rows(results: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """One row per (stack, size): load and start-up time, time until every due run was created
+    (daily) or the runs created while conditions were pending (assets), runs created per second,
+    against stock, time until every run finished, and the scheduler loops' count and durations.
+    "vs stock" is the creation rate (daily) or the loop p50 (assets) of this row against the
+    stock row of the same size and schedule: how many times better."""
     rows = []
     for r in results:
         loops = r.get("loops") or {}
@@ -340,22 +343,27 @@ def scale_table(results: list[dict[str, Any]]) -> str:
                 else f"finished {r['finished']} of {r['dags']}"
             )
         rows.append(
-            [
-                r["stack"],
-                str(r["dags"]),
-                fmt_seconds(r["load_seconds"]),
-                fmt_seconds(r.get("startup_seconds")),
-                created,
-                "-" if rate is None else f"{rate:.1f}",
-                _versus_stock(r, results),
-                done,
-                str(loops.get("count", 0)),
-                fmt_seconds(loops.get("p50")),
-                fmt_seconds(loops.get("p99")),
-                fmt_seconds(loops.get("max")),
-            ]
+            {
+                "stack": r["stack"],
+                "dags": str(r["dags"]),
+                "load": fmt_seconds(r["load_seconds"]),
+                "startup": fmt_seconds(r.get("startup_seconds")),
+                "all_runs_created": created,
+                "runs_created_per_s": "-" if rate is None else f"{rate:.1f}",
+                "vs_stock": _versus_stock(r, results),
+                "all_runs_finished": done,
+                "loops": str(loops.get("count", 0)),
+                "loop_p50": fmt_seconds(loops.get("p50")),
+                "loop_p99": fmt_seconds(loops.get("p99")),
+                "loop_max": fmt_seconds(loops.get("max")),
+            }
         )
-    return markdown(SCALE_HEADERS, rows)
+    return rows
+
+
+def scale_table(results: list[dict[str, Any]]) -> str:
+    """One row per (size, stack), the cells of :func:`scale_rows`."""
+    return markdown(SCALE_HEADERS, [list(row.values()) for row in scale_rows(results)])
 
 
 def _versus_stock(row: dict[str, Any], results: list[dict[str, Any]]) -> str:

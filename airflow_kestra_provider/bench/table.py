@@ -18,6 +18,11 @@ def fmt_rate(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}/s"
 
 
+def fmt_cpu(value: float | None) -> str:
+    """CPU-seconds per run, in milliseconds."""
+    return "-" if value is None else f"{value * 1000:.0f} ms"
+
+
 def fmt_ratio(stock: float | None, ours: float | None) -> str:
     if stock is None or ours is None or ours == 0:
         return "-"
@@ -81,6 +86,42 @@ def run_table(results: Sequence[dict[str, Any]]) -> str:
     return markdown(RUN_HEADERS, rows)
 
 
+def run_rows(results: Sequence[dict[str, Any]], stack: str | None = None) -> list[dict[str, str]]:
+    """One row per rate for ``-o table|json|yaml|plain``: counts, latency percentiles, throughput,
+    and the CPU per run of the whole deployment when the results have it (``--cpu``)."""
+    with_cpu = any("cpu" in r for r in results)
+    rows = []
+    for r in results:
+        row = {} if stack is None else {"stack": stack}
+        row["rate"] = f"{r['rate']:g}/s"
+        if r.get("skipped"):
+            row.update(
+                sent="-", finished=f"skipped ({r['skipped']})", p50="-", p90="-", p99="-", throughput="-"
+            )
+        else:
+            row.update(
+                sent=str(r["sent"]),
+                finished=str(r["completed"]),
+                p50=fmt_seconds(_get(r, "latency", "p50")),
+                p90=fmt_seconds(_get(r, "latency", "p90")),
+                p99=fmt_seconds(_get(r, "latency", "p99")),
+                throughput=fmt_rate(r.get("throughput")),
+            )
+        if with_cpu:
+            row["cpu_per_run"] = fmt_cpu(_get(r, "cpu", "total", "per_run"))
+        rows.append(row)
+    return rows
+
+
+def compare_rows(report: Mapping[str, Any]) -> list[dict[str, str]]:
+    """``run_rows`` of every stack (medians over repeats), rate by rate, the stacks side by side."""
+    per_stack = {name: run_rows(results, stack=name) for name, results in report["results"].items()}
+    rows = []
+    for index in range(max((len(r) for r in per_stack.values()), default=0)):
+        rows += [stack_rows[index] for stack_rows in per_stack.values() if index < len(stack_rows)]
+    return rows
+
+
 # (label, path into a result dict, formatter)
 COMPARE_FIGURES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("latency p50", ("latency", "p50"), "s"),
@@ -131,21 +172,26 @@ def _counts(result: dict[str, Any] | None) -> str:
     return f"{result['completed']}/{result['sent']}"
 
 
+def chain_rows(results: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
+    """One row per stack: runs finished, per-link latency and run duration."""
+    return [
+        {
+            "stack": r["stack"],
+            "runs": f"{r['completed']}/{r['runs']}",
+            "per_link_p50": fmt_seconds(_get(r, "per_link", "p50")),
+            "per_link_p90": fmt_seconds(_get(r, "per_link", "p90")),
+            "per_link_max": fmt_seconds(_get(r, "per_link", "max")),
+            "run_duration_p50": fmt_seconds(_get(r, "duration", "p50")),
+        }
+        for r in results
+    ]
+
+
 CHAIN_HEADERS = ("stack", "runs", "per link p50", "per link p90", "per link max", "run duration p50")
 
 
 def chain_table(results: Sequence[dict[str, Any]]) -> str:
-    rows = [
-        [
-            r["stack"],
-            f"{r['completed']}/{r['runs']}",
-            fmt_seconds(_get(r, "per_link", "p50")),
-            fmt_seconds(_get(r, "per_link", "p90")),
-            fmt_seconds(_get(r, "per_link", "max")),
-            fmt_seconds(_get(r, "duration", "p50")),
-        ]
-        for r in results
-    ]
+    rows = [list(row.values()) for row in chain_rows(results)]
     by_stack = {r["stack"]: r for r in results}
     if len(by_stack) > 1:
         base = baseline(list(by_stack))

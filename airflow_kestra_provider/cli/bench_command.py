@@ -1,4 +1,7 @@
-"""``airflow kestra bench run|compare|chain``: handlers (argument checks, printing, exit codes)."""
+"""``airflow kestra bench ...``: handlers (argument checks, printing, exit codes).
+
+Every command prints its result rows through Airflow's console (``-o table|json|yaml|plain``,
+as ``airflow dags list``) on stdout; progress and messages go to stderr."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from airflow_kestra_provider.bench.target import BenchUsageError
+from airflow_kestra_provider.cli.definition import CEILING_DEFAULT_RATES, COMPARE_DEFAULT_RATES
 
 USAGE_EXIT_CODE = 2
 F = TypeVar("F", bound=Callable[..., Any])
@@ -37,6 +41,17 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _output(args: argparse.Namespace) -> str:
+    return getattr(args, "output", None) or "table"
+
+
+def _print_rows(rows: list[dict[str, str]], args: argparse.Namespace) -> None:
+    """The command's result rows on stdout, as ``-o/--output`` says (table by default)."""
+    from airflow.cli.simple_table import AirflowConsole
+
+    AirflowConsole().print_as(data=rows, output=_output(args))
+
+
 def _positive(name: str, value: float | None, allow_zero: bool = False) -> float:
     if value is None or value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
@@ -44,8 +59,13 @@ def _positive(name: str, value: float | None, allow_zero: bool = False) -> float
     return float(value)
 
 
-def parse_rates(raw: str | list[Any] | None) -> list[float]:
-    """Rates from ``--rate 2 --rate 5`` or ``--rates 2,5``; each must be > 0."""
+def parse_rates(raw: str | list[Any] | None, default: str | None = None) -> list[float]:
+    """Rates from ``--rate 2 --rate 5``, ``--rates 2,5`` or a mix; each must be > 0.
+
+    ``default`` (comma-separated) applies when no rate was given at all.
+    """
+    if not raw and default is not None:
+        raw = default
     items: list[str] = []
     for part in raw if isinstance(raw, list) else [raw or ""]:
         items.extend(x.strip() for x in str(part).split(",") if x.strip())
@@ -75,10 +95,10 @@ def _stacks(raw: str) -> list[str]:
 def bench_run(args: argparse.Namespace) -> None:
     from airflow_kestra_provider.bench.load import LoadSpec, run_load
     from airflow_kestra_provider.bench.progress import ProgressBar
-    from airflow_kestra_provider.bench.table import run_table
+    from airflow_kestra_provider.bench.table import run_rows
     from airflow_kestra_provider.bench.target import Target, resolve_endpoints
 
-    rates = parse_rates(args.rate)
+    rates = parse_rates(args.rates)
     duration = _positive("--duration", args.duration)
     warmup = _positive("--warmup", args.warmup, allow_zero=True)
     drain = _positive("--drain-timeout", args.drain_timeout)
@@ -115,8 +135,9 @@ def bench_run(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps({"dag_id": args.dag, "api_url": endpoints.api_url, "results": results}, indent=2))
     else:
-        print(run_table(results), end="")
-        _print_cpu(results)
+        _print_rows(run_rows(results), args)
+        if _output(args) in ("table", "plain"):
+            _print_cpu(results)
 
 
 def _cpu_probe(target: Any) -> Any:
@@ -155,13 +176,14 @@ def _print_cpu(results: list[dict[str, Any]]) -> None:
 
 @_one_line_errors
 def bench_compare(args: argparse.Namespace) -> None:
-    from airflow_kestra_provider.bench.compare import compare, compare_markdown
+    from airflow_kestra_provider.bench.compare import compare
     from airflow_kestra_provider.bench.plot import require_matplotlib
+    from airflow_kestra_provider.bench.table import compare_rows
     from airflow_kestra_provider.cli.standalone_command import example_dags_folder
 
     require_matplotlib()  # before an hour of load, not after it
 
-    rates = parse_rates(args.rates)
+    rates = parse_rates(args.rates, default=COMPARE_DEFAULT_RATES)
     duration = _positive("--duration", args.duration)
     warmup = _positive("--warmup", args.warmup, allow_zero=True)
     drain = _positive("--drain-timeout", args.drain_timeout)
@@ -170,14 +192,14 @@ def bench_compare(args: argparse.Namespace) -> None:
     plan = _plan(args, example_dags_folder)
     out = Path(args.out)
     report = compare(plan, args.dag, rates, duration, warmup, args.repeat, drain, out, _log)
-    print(compare_markdown(report), end="")
+    _print_rows(compare_rows(report), args)
     _log(f"wrote {out / 'results.md'}, {out / 'latency.png'} and {out / 'results.json'}")
 
 
 @_one_line_errors
 def bench_chain(args: argparse.Namespace) -> None:
     from airflow_kestra_provider.bench.compare import chain
-    from airflow_kestra_provider.bench.table import chain_table
+    from airflow_kestra_provider.bench.table import chain_rows
     from airflow_kestra_provider.cli.standalone_command import example_dags_folder
 
     if args.length < 1 or args.runs < 1:
@@ -185,12 +207,12 @@ def bench_chain(args: argparse.Namespace) -> None:
     plan = _plan(args, example_dags_folder)
     out = Path(args.out) if args.out else None
     report = chain(plan, args.length, args.runs, 1, _positive("--run-timeout", args.run_timeout), out, _log)
-    print(chain_table(report["results"]), end="")
+    _print_rows(chain_rows(report["results"]), args)
 
 
 @_one_line_errors
 def bench_scale(args: argparse.Namespace) -> None:
-    from airflow_kestra_provider.bench.scale import scale, scale_table
+    from airflow_kestra_provider.bench.scale import scale, scale_rows
     from airflow_kestra_provider.bench.scale_dags import SCHEDULES as SCALE_SCHEDULES
     from airflow_kestra_provider.cli.standalone_command import example_dags_folder
 
@@ -203,18 +225,18 @@ def bench_scale(args: argparse.Namespace) -> None:
     plan = _plan(args, example_dags_folder)
     out = Path(args.out) if args.out else None
     report = scale(plan, counts, timeout, out, _log, schedule=schedule, duration=duration)
-    print(scale_table(report["results"]), end="")
+    _print_rows(scale_rows(report["results"]), args)
 
 
 @_one_line_errors
 def bench_ceiling(args: argparse.Namespace) -> None:
-    from airflow_kestra_provider.bench.ceiling import ceiling, ceiling_markdown
+    from airflow_kestra_provider.bench.ceiling import ceiling, ceiling_rows
     from airflow_kestra_provider.bench.plot import require_matplotlib
     from airflow_kestra_provider.cli.standalone_command import example_dags_folder
 
     require_matplotlib()
 
-    rates = parse_rates(args.rates)
+    rates = parse_rates(args.rates, default=CEILING_DEFAULT_RATES)
     duration = _positive("--duration", args.duration)
     warmup = _positive("--warmup", args.warmup, allow_zero=True)
     cpu_rate = _positive("--cpu-rate", args.cpu_rate)
@@ -222,14 +244,14 @@ def bench_ceiling(args: argparse.Namespace) -> None:
     plan = _plan(args, example_dags_folder)
     out = Path(args.out)
     report = ceiling(plan, args.dag, rates, duration, warmup, cpu_rate, drain, out, _log)
-    print(ceiling_markdown(report), end="")
+    _print_rows(ceiling_rows(report), args)
     _log(f"wrote {out / 'ceiling.md'}, {out / 'ceiling.png'} and {out / 'ceiling.json'}")
 
 
 @_one_line_errors
 def bench_recovery(args: argparse.Namespace) -> None:
     from airflow_kestra_provider.bench.compare import StackPlan
-    from airflow_kestra_provider.bench.recovery import recovery, recovery_table, scenarios
+    from airflow_kestra_provider.bench.recovery import recovery, recovery_rows, scenarios
     from airflow_kestra_provider.cli.standalone_command import example_dags_folder
 
     kills = [x.strip() for x in str(args.kill).split(",") if x.strip()]
@@ -245,7 +267,7 @@ def bench_recovery(args: argparse.Namespace) -> None:
     )
     out = Path(args.out) if args.out else None
     report = recovery(plan, chosen, args.runs, sleep, timeout, out, _log)
-    print(recovery_table(report["results"]), end="")
+    _print_rows(recovery_rows(report["results"]), args)
 
 
 MAX_SCALE_DAGS = 1_000_000

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from airflow.cli.cli_config import ActionCommand, Arg, GroupCommand, lazy_load_command
+from airflow.cli.cli_config import ARG_OUTPUT, ActionCommand, Arg, GroupCommand, lazy_load_command
 
 # Help texts are rich markup (Airflow's help formatter is rich_argparse): a literal "[section]"
 # is written "\\[section]", or rich takes it for a style tag and drops it.
@@ -42,14 +42,24 @@ def _stock_scheduler_args() -> tuple[Arg, ...]:
 ARG_BENCH_DAG = Arg(
     ("--dag",), default="kestra_bench_noop", help="DAG to trigger (default: kestra_bench_noop)"
 )
+# Every bench command that takes rates takes both spellings, repeated or comma-separated; a
+# default cannot go in the Arg (append would add to it), so the handlers apply it.
+COMPARE_DEFAULT_RATES = "2,3,5,10,25"
+CEILING_DEFAULT_RATES = "2,4,6,8,10,12,15,20,25,30,40,50"
+_RATES_FLAGS = ("--rates", "--rate")
+_RATES_HOW = "repeat --rate/--rates or comma-separate for several rates"
 ARG_BENCH_RATE = Arg(
-    ("--rate",),
+    _RATES_FLAGS,
     action="append",
+    dest="rates",
     required=True,
-    help="Runs triggered per second (open loop); repeat or comma-separate for several rates",
+    help=f"Runs triggered per second (open loop); {_RATES_HOW}",
 )
 ARG_BENCH_RATES = Arg(
-    ("--rates",), default="2,3,5,10,25", help="Comma-separated rates (default: 2,3,5,10,25)"
+    _RATES_FLAGS,
+    action="append",
+    dest="rates",
+    help=f"Runs triggered per second (open loop); {_RATES_HOW} (default: {COMPARE_DEFAULT_RATES})",
 )
 ARG_BENCH_DURATION = Arg(
     ("--duration",), type=float, default=60.0, help="Measured seconds per rate (default 60)"
@@ -66,7 +76,12 @@ ARG_BENCH_DRAIN = Arg(
     default=120.0,
     help="Seconds to wait for runs after the last send; unfinished runs count as not completed (default 120)",
 )
-ARG_BENCH_JSON = Arg(("--json",), action="store_true", help="Print results as JSON")
+ARG_BENCH_JSON = Arg(
+    ("--json",),
+    action="store_true",
+    help="Print the full results as JSON (every figure, and CPU by component with --cpu) instead of "
+    "the table; -o json prints the table's rows",
+)
 ARG_BENCH_CPU = Arg(
     ("--cpu",),
     action="store_true",
@@ -146,10 +161,11 @@ ARG_BENCH_SCALE_DURATION = Arg(
 )
 ARG_BENCH_SCALE_OUT = Arg(("--out",), help="Folder for scale.md and scale.json (optional)")
 ARG_BENCH_CEILING_RATES = Arg(
-    ("--rates",),
-    default="2,4,6,8,10,12,15,20,25,30,40,50",
-    help="Rates of the ladder, tried in increasing order until one is not kept up with "
-    "(default 2,4,6,8,10,12,15,20,25,30,40,50)",
+    _RATES_FLAGS,
+    action="append",
+    dest="rates",
+    help=f"Rates of the ladder, tried in increasing order until one is not kept up with; {_RATES_HOW} "
+    f"(default: {CEILING_DEFAULT_RATES})",
 )
 ARG_BENCH_CEILING_DURATION = Arg(
     ("--duration",), type=float, default=30.0, help="Measured seconds per rate (default 30)"
@@ -215,6 +231,7 @@ BENCH_COMMANDS = (
             ARG_BENCH_WARMUP,
             ARG_BENCH_DRAIN,
             ARG_BENCH_JSON,
+            ARG_OUTPUT,
             ARG_BENCH_CPU,
             ARG_BENCH_API_URL,
             ARG_BENCH_USERNAME,
@@ -234,6 +251,7 @@ BENCH_COMMANDS = (
             ARG_BENCH_DRAIN,
             ARG_BENCH_REPEAT,
             ARG_BENCH_OUT,
+            ARG_OUTPUT,
             *_BENCH_STACK_ARGS,
         ),
     ),
@@ -246,6 +264,7 @@ BENCH_COMMANDS = (
             ARG_BENCH_RUNS,
             ARG_BENCH_RUN_TIMEOUT,
             ARG_BENCH_CHAIN_OUT,
+            ARG_OUTPUT,
             *_BENCH_STACK_ARGS,
         ),
     ),
@@ -262,6 +281,7 @@ BENCH_COMMANDS = (
             ARG_BENCH_CEILING_CPU_RATE,
             ARG_BENCH_CEILING_DRAIN,
             ARG_BENCH_CEILING_OUT,
+            ARG_OUTPUT,
             *_BENCH_STACK_ARGS,
         ),
     ),
@@ -277,6 +297,7 @@ BENCH_COMMANDS = (
             ARG_BENCH_RECOVERY_SLEEP,
             ARG_BENCH_RECOVERY_TIMEOUT,
             ARG_BENCH_RECOVERY_OUT,
+            ARG_OUTPUT,
             ARG_BENCH_WORK_DIR,
             ARG_BENCH_POSTGRES_URL,
         ),
@@ -292,6 +313,7 @@ BENCH_COMMANDS = (
             ARG_BENCH_SCALE_TIMEOUT,
             ARG_BENCH_SCALE_DURATION,
             ARG_BENCH_SCALE_OUT,
+            ARG_OUTPUT,
             ARG_BENCH_STACKS,
             ARG_BENCH_WORK_DIR,
             ARG_BENCH_POSTGRES_URL,

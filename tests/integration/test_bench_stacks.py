@@ -39,6 +39,7 @@ def test_compare_writes_table_plot_and_json(embedded_postgres, tmp_path):
         "--duration", "3",
         "--warmup", "0",
         "--out", str(out),
+        "-o", "json",
         "--work-dir", str(tmp_path / "work"),
         "--postgres-url", embedded_postgres.sqlalchemy_url(),
     )  # fmt: skip
@@ -50,7 +51,8 @@ def test_compare_writes_table_plot_and_json(embedded_postgres, tmp_path):
     assert "| 2/s | 6 |" in (out / "results.md").read_text()
     png = (out / "latency.png").read_bytes()
     assert struct.unpack(">II", png[16:24]) == (800, 500)
-    assert "## stock: LocalExecutor" in result.stdout
+    rows = json.loads(result.stdout)  # -o json: the table's rows
+    assert [(r["stack"], r["rate"], r["sent"], r["finished"]) for r in rows] == [("stock", "2/s", "6", "6")]
 
 
 def test_scale_creates_and_finishes_every_run(embedded_postgres, tmp_path):

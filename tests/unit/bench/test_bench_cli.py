@@ -129,6 +129,8 @@ def test_three_stack_flavours():
         (["recovery", "--runs", "0"], "--runs must be >= 1"),
         (["recovery", "--sleep", "0"], "--sleep must be > 0"),
         (["ceiling", "--out", "x", "--rates", "2,zero"], "rate 'zero' is not a number"),
+        (["ceiling", "--out", "x", "--rate", "2", "--rate", "-3"], "rate must be > 0, got -3.0"),
+        (["compare", "--out", "x", "--rate", "0"], "rate must be > 0, got 0.0"),
         (["ceiling", "--out", "x", "--cpu-rate", "0"], "--cpu-rate must be > 0"),
         (["ceiling", "--out", "x", "--stacks", "stock,celery"], "--stacks takes a comma-separated subset"),
     ],
@@ -138,3 +140,46 @@ def test_recovery_and_ceiling_bad_options(argv, needle, capsys):
     assert code == 2
     assert len(err) == 1
     assert needle in err[0]
+
+
+@pytest.mark.parametrize(
+    "command", [["run", "--password", "x"], ["compare", "--out", "x"], ["ceiling", "--out", "x"]]
+)
+@pytest.mark.parametrize(
+    "rates",
+    [
+        ["--rate", "2", "--rate", "5,10"],
+        ["--rates", "2,5", "--rates", "10"],
+        ["--rates", "2", "--rate", "5,10"],
+    ],
+)
+def test_rate_and_rates_are_one_option(command, rates):
+    from airflow_kestra_provider.cli.bench_command import parse_rates
+
+    args = cli_parser.get_parser().parse_args(["kestra", "bench", *command, *rates])
+    assert parse_rates(args.rates) == [2.0, 5.0, 10.0]
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        (["compare", "--out", "x"], [2.0, 3.0, 5.0, 10.0, 25.0]),
+        (["ceiling", "--out", "x"], [2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0]),
+    ],
+)
+def test_rates_default_when_none_given(command, expected):
+    from airflow_kestra_provider.cli.bench_command import parse_rates
+    from airflow_kestra_provider.cli.definition import CEILING_DEFAULT_RATES, COMPARE_DEFAULT_RATES
+
+    args = cli_parser.get_parser().parse_args(["kestra", "bench", *command])
+    assert args.rates is None
+    default = COMPARE_DEFAULT_RATES if command[0] == "compare" else CEILING_DEFAULT_RATES
+    assert parse_rates(args.rates, default=default) == expected
+    assert parse_rates(["7"], default=default) == [7.0]  # a given rate replaces the default
+
+
+def test_run_requires_a_rate(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_parser.get_parser().parse_args(["kestra", "bench", "run", "--password", "x"])
+    assert exit_info.value.code == 2
+    assert "--rates/--rate" in capsys.readouterr().err
