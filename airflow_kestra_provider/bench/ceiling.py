@@ -21,12 +21,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from airflow_kestra_provider.bench.compare import StackPlan, _stack_runs, _target_for, machine_info
+from airflow_kestra_provider.bench.compare import StackPlan, bench_site, machine_info
 from airflow_kestra_provider.bench.cpu import POSTGRES, CpuProbe, postgres_postmaster
 from airflow_kestra_provider.bench.load import LoadSpec, run_load
 from airflow_kestra_provider.bench.plot import latency_plot
 from airflow_kestra_provider.bench.progress import ProgressBar
-from airflow_kestra_provider.bench.stacks import flavour, running_stack
 from airflow_kestra_provider.bench.table import fmt_cpu, fmt_rate, fmt_seconds, markdown
 from airflow_kestra_provider.bench.target import Target
 from airflow_kestra_provider.stack.stack import AirflowStack
@@ -115,29 +114,18 @@ def ceiling(
     out: Path,
     log: Log,
 ) -> dict[str, Any]:
-    work_dir, dags, database = _stack_runs(plan, None, log)
     started = time.time()
     info = machine_info()
     results = []
-    try:
+    with bench_site(plan, log) as site:
         for name in plan.stacks:
-            kind = flavour(name)
-            log(f"starting the {name} stack ({kind.executor}, `airflow {' '.join(kind.scheduler_args)}`) ...")
-            with running_stack(
-                kind, database, work_dir, dags, f"ceiling_{name}", plan.settings, plan.api_workers
-            ) as stack:
-                target = _target_for(stack, dag_id)
-                try:
-                    results.append(
-                        stack_ceiling(
-                            stack, target, name, rates, duration, warmup, cpu_rate, drain_timeout, plan.quiet
-                        )
+            with site.stack(name, f"ceiling_{name}", dag_id) as (stack, target):
+                results.append(
+                    stack_ceiling(
+                        stack, target, name, rates, duration, warmup, cpu_rate, drain_timeout, plan.quiet
                     )
-                finally:
-                    target.close()
+                )
             log(f"{name}: ceiling {results[-1]['ceiling']} runs/s")
-    finally:
-        database.stop()
     report = {
         "kind": "ceiling",
         "dag_id": dag_id,

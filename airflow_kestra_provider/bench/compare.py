@@ -6,7 +6,8 @@ import json
 import platform
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,8 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def _target_for(stack: AirflowStack, dag_id: str) -> Target:
+def target_for(stack: AirflowStack, dag_id: str) -> Target:
+    """A checked target on ``stack``'s API and database, its DAG primed by one unmeasured run."""
     endpoints = Endpoints(stack.config.base_url, ADMIN_USER, stack.password, stack.config.sql_alchemy_conn)
     target = Target(endpoints, dag_id)
     target.client.wait_for_dag(dag_id, timeout=DAG_WAIT_SECONDS)
@@ -82,15 +84,50 @@ def prime(target: Target, timeout: float = PRIME_TIMEOUT) -> None:
     raise TimeoutError(f"the priming run {run_id} did not finish within {timeout:.0f}s")
 
 
-def _stack_runs(plan: StackPlan, chain_length: int | None, log: Log) -> tuple[Path, Path, DatabaseServer]:
-    """The work dir, the DAGs copied into it and the started database server."""
+@dataclass
+class BenchSite:
+    """Where one bench command's throw-away stacks run: a work dir, its copy of the DAGs and a
+    started database server."""
+
+    plan: StackPlan
+    work_dir: Path
+    dags: Path
+    database: DatabaseServer
+    log: Log
+
+    @contextmanager
+    def stack(
+        self, name: str, label: str, dag_id: str, prefix: str = ""
+    ) -> Iterator[tuple[AirflowStack, Target]]:
+        """Start stack ``name`` in ``work_dir/label``; yield it with a primed target on ``dag_id``;
+        close the target and stop the stack after."""
+        kind = flavour(name)
+        self.log(
+            f"{prefix}starting the {name} stack ({kind.executor}, `airflow {' '.join(kind.scheduler_args)}`) ..."
+        )
+        with running_stack(
+            kind, self.database, self.work_dir, self.dags, label, self.plan.settings, self.plan.api_workers
+        ) as stack:
+            target = target_for(stack, dag_id)
+            try:
+                yield stack, target
+            finally:
+                target.close()
+
+
+@contextmanager
+def bench_site(plan: StackPlan, log: Log, chain_length: int | None = None) -> Iterator[BenchSite]:
+    """Make the work dir and its DAGs, start the database server; stop it after."""
     work_dir = Path(plan.work_dir or tempfile.mkdtemp(prefix="kestra-bench-"))
     work_dir.mkdir(parents=True, exist_ok=True)
     dags = prepare_dags(work_dir, plan.dags_source, chain_length)
     database = DatabaseServer(work_dir, plan.postgres_url)
     database.start()
     log(f"work dir {work_dir} (component logs under <stack>/logs/components)")
-    return work_dir, dags, database
+    try:
+        yield BenchSite(plan, work_dir, dags, database, log)
+    finally:
+        database.stop()
 
 
 def compare(
@@ -105,46 +142,31 @@ def compare(
     log: Log,
 ) -> dict[str, Any]:
     """Run every rate on each stack (alternating the order when repeating); write results to ``out``."""
-    work_dir, dags, database = _stack_runs(plan, None, log)
     raw: list[dict[str, Any]] = []
     started = time.time()
     info = machine_info()
-    try:
+    with bench_site(plan, log) as site:
         for rep in range(repeat):
             order = list(plan.stacks) if rep % 2 == 0 else list(reversed(plan.stacks))
             for name in order:
-                kind = flavour(name)
-                log(
-                    f"[repeat {rep + 1}/{repeat}] starting the {name} stack ({kind.executor}, "
-                    f"`airflow {' '.join(kind.scheduler_args)}`) ..."
-                )
-                with running_stack(
-                    kind, database, work_dir, dags, f"{name}_{rep}", plan.settings, plan.api_workers
-                ) as stack:
-                    target = _target_for(stack, dag_id)
-                    try:
-                        saturated_at: float | None = None
-                        for rate in rates:
-                            entry: dict[str, Any] = {"stack": name, "repeat": rep}
-                            if saturated_at is not None:
-                                raw.append(
-                                    {**entry, "rate": rate, "skipped": f"backlog at {saturated_at:g}/s"}
-                                )
-                                log(
-                                    f"  {name} {rate:g}/s skipped: runs of {saturated_at:g}/s still unfinished"
-                                )
-                                continue
-                            spec = LoadSpec(dag_id, rate, duration, warmup, drain_timeout)
-                            bar = ProgressBar(f"  {name} {rate:g}/s", quiet=plan.quiet)
-                            result = run_load(spec, target.trigger, target.collector, bar)
-                            raw.append({**entry, **result.to_dict()})
-                            if not result.drained:
-                                saturated_at = rate
-                    finally:
-                        target.close()
+                with site.stack(name, f"{name}_{rep}", dag_id, f"[repeat {rep + 1}/{repeat}] ") as (
+                    _,
+                    target,
+                ):
+                    saturated_at: float | None = None
+                    for rate in rates:
+                        entry: dict[str, Any] = {"stack": name, "repeat": rep}
+                        if saturated_at is not None:
+                            raw.append({**entry, "rate": rate, "skipped": f"backlog at {saturated_at:g}/s"})
+                            log(f"  {name} {rate:g}/s skipped: runs of {saturated_at:g}/s still unfinished")
+                            continue
+                        spec = LoadSpec(dag_id, rate, duration, warmup, drain_timeout)
+                        bar = ProgressBar(f"  {name} {rate:g}/s", quiet=plan.quiet)
+                        result = run_load(spec, target.trigger, target.collector, bar)
+                        raw.append({**entry, **result.to_dict()})
+                        if not result.drained:
+                            saturated_at = rate
                 log(f"[repeat {rep + 1}/{repeat}] {name} stack stopped")
-    finally:
-        database.stop()
     merged = {name: aggregate([r for r in raw if r["stack"] == name], rates) for name in plan.stacks}
     report = {
         "kind": "compare",
@@ -245,24 +267,13 @@ def chain(
 ) -> dict[str, Any]:
     """Per stack: trigger the chain DAG ``runs`` times, one after another; per-link latency."""
     dag_id = f"kestra_bench_chain{length}"
-    work_dir, dags, database = _stack_runs(plan, length, log)
     results = []
-    try:
+    with bench_site(plan, log, length) as site:
         for name in plan.stacks:
-            kind = flavour(name)
-            log(f"starting the {name} stack ({kind.executor}, `airflow {' '.join(kind.scheduler_args)}`) ...")
-            with running_stack(
-                kind, database, work_dir, dags, f"chain_{name}", plan.settings, plan.api_workers
-            ) as stack:
-                target = _target_for(stack, dag_id)
-                try:
-                    bar = ProgressBar(f"  {name} chain", quiet=plan.quiet)
-                    records = sequential_runs(target, warmup_runs + runs, run_timeout, bar)[warmup_runs:]
-                finally:
-                    target.close()
+            with site.stack(name, f"chain_{name}", dag_id) as (_, target):
+                bar = ProgressBar(f"  {name} chain", quiet=plan.quiet)
+                records = sequential_runs(target, warmup_runs + runs, run_timeout, bar)[warmup_runs:]
             results.append(chain_result(name, length, runs, records))
-    finally:
-        database.stop()
     report = {
         "kind": "chain",
         "dag_id": dag_id,

@@ -28,9 +28,8 @@ import psutil
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from airflow_kestra_provider.bench.compare import StackPlan, _stack_runs, _target_for, machine_info
+from airflow_kestra_provider.bench.compare import StackPlan, bench_site, machine_info
 from airflow_kestra_provider.bench.progress import ProgressBar
-from airflow_kestra_provider.bench.stacks import Flavour, flavour, running_stack
 from airflow_kestra_provider.bench.stats import summarize
 from airflow_kestra_provider.bench.table import fmt_seconds, markdown
 from airflow_kestra_provider.bench.target import BenchUsageError
@@ -257,28 +256,18 @@ def run_scenario(
     timeout: float,
     log: Log,
 ) -> dict[str, Any]:
-    work_dir, dags, database = _stack_runs(plan, None, log)
-    (dags / f"{SLEEP_DAG_ID}.py").write_text(SLEEP_DAG_SOURCE)
-    kind: Flavour = flavour(scenario.stack)
-    try:
-        log(f"{scenario.label}: starting the {scenario.stack} stack (default settings) ...")
-        with running_stack(
-            kind, database, work_dir, dags, f"recovery_{scenario.label}", plan.settings, plan.api_workers
-        ) as stack:
-            target = _target_for(stack, SLEEP_DAG_ID)
-            try:
-                for _ in range(runs):
-                    target.client.trigger(SLEEP_DAG_ID, {"sleep": sleep})
-                kill = _kill_worker if scenario.kill == "worker" else _kill_scheduler
-                crash = kill(stack, target.engine, timeout)
-                log(f"{scenario.label}: SIGKILL sent; {len(crash.affected)} task instances affected")
-                bar = ProgressBar(f"  {scenario.label}", quiet=plan.quiet)
-                recovered = _watch(crash, target.engine, timeout, bar)
-                runs_done = _wait_runs(target.engine, runs, crash.killed_at + timeout + sleep * 2, stack)
-            finally:
-                target.close()
-    finally:
-        database.stop()
+    with bench_site(plan, log) as site:
+        (site.dags / f"{SLEEP_DAG_ID}.py").write_text(SLEEP_DAG_SOURCE)
+        label = f"recovery_{scenario.label}"
+        with site.stack(scenario.stack, label, SLEEP_DAG_ID, f"{scenario.label}: ") as (stack, target):
+            for _ in range(runs):
+                target.client.trigger(SLEEP_DAG_ID, {"sleep": sleep})
+            kill = _kill_worker if scenario.kill == "worker" else _kill_scheduler
+            crash = kill(stack, target.engine, timeout)
+            log(f"{scenario.label}: SIGKILL sent; {len(crash.affected)} task instances affected")
+            bar = ProgressBar(f"  {scenario.label}", quiet=plan.quiet)
+            recovered = _watch(crash, target.engine, timeout, bar)
+            runs_done = _wait_runs(target.engine, runs, crash.killed_at + timeout + sleep * 2, stack)
     return scenario_result(scenario, runs, sleep, crash.affected, recovered, runs_done)
 
 
