@@ -15,13 +15,12 @@ Per stack, on a fresh throw-away stack:
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from airflow_kestra_provider.bench.compare import StackPlan, bench_site, machine_info
+from airflow_kestra_provider.bench.compare import StackPlan, bench_site, machine_info, write_report
 from airflow_kestra_provider.bench.cpu import POSTGRES, CpuProbe, postgres_postmaster
 from airflow_kestra_provider.bench.load import LoadSpec, run_load
 from airflow_kestra_provider.bench.plot import latency_plot
@@ -148,9 +147,7 @@ def ceiling(
 
 
 def write_ceiling(report: Mapping[str, Any], out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "ceiling.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-    (out / "ceiling.md").write_text(ceiling_markdown(report))
+    write_report(out, "ceiling", report, ceiling_markdown(report))
     latency_plot(
         {r["stack"]: r["steps"] for r in report["results"]},
         out / "ceiling.png",

@@ -6,7 +6,7 @@ import json
 import platform
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -221,10 +221,15 @@ def aggregate(results: Sequence[dict[str, Any]], rates: Sequence[float]) -> list
     return merged
 
 
-def write_compare(report: dict[str, Any], out: Path) -> None:
+def write_report(out: Path, name: str, report: Mapping[str, Any], markdown: str) -> None:
+    """``out/<name>.json`` (the whole report) and ``out/<name>.md`` (its tables)."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-    (out / "results.md").write_text(compare_markdown(report))
+    (out / f"{name}.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    (out / f"{name}.md").write_text(markdown)
+
+
+def write_compare(report: dict[str, Any], out: Path) -> None:
+    write_report(out, "results", report, compare_markdown(report))
     latency_plot(
         report["results"],
         out / "latency.png",
@@ -283,9 +288,7 @@ def chain(
         "results": results,
     }
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "chain.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-        (out / "chain.md").write_text(f"# bench chain: {dag_id}\n\n" + chain_table(results))
+        write_report(out, "chain", report, f"# bench chain: {dag_id}\n\n" + chain_table(results))
     return report
 
 

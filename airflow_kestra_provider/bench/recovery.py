@@ -16,7 +16,6 @@ component: claimed by another worker (``worker``), or queued by the new schedule
 
 from __future__ import annotations
 
-import json
 import signal
 import time
 from collections.abc import Callable, Sequence
@@ -28,7 +27,7 @@ import psutil
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from airflow_kestra_provider.bench.compare import StackPlan, bench_site, machine_info
+from airflow_kestra_provider.bench.compare import StackPlan, bench_site, machine_info, write_report
 from airflow_kestra_provider.bench.progress import ProgressBar
 from airflow_kestra_provider.bench.stats import summarize
 from airflow_kestra_provider.bench.table import fmt_seconds, markdown
@@ -337,9 +336,9 @@ def recovery(
         "results": results,
     }
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "recovery.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-        (out / "recovery.md").write_text(f"# bench recovery: {SLEEP_DAG_ID}\n\n" + recovery_table(results))
+        write_report(
+            out, "recovery", report, f"# bench recovery: {SLEEP_DAG_ID}\n\n" + recovery_table(results)
+        )
     return report
 
 
