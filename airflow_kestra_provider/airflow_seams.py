@@ -72,6 +72,7 @@ SCALE_CLONE = "airflow_kestra_provider/bench/scale_clone.py"
 SCALE_LOADER = "airflow_kestra_provider/bench/scale_loader.py"
 SCALE = "airflow_kestra_provider/bench/scale.py"
 COLLECT = "airflow_kestra_provider/bench/collect.py"
+METRICS = "airflow_kestra_provider/metrics.py"
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ SEAMS: tuple[Seam, ...] = (
         "airflow.jobs.scheduler_job_runner.SchedulerJobRunner._run_scheduler_loop",
         "override",
         (RUNNER,),
-        "We wrap the stock loop (LISTEN connection, gc threshold); it must still call _do_scheduling and _process_executor_events each loop, judge idleness from their counts and read _scheduler_idle_sleep_time only right before its idle sleep.",
+        "We wrap the stock loop (LISTEN connection, gc threshold); it must still call _do_scheduling first and _process_executor_events each loop, judge idleness from their counts and read _scheduler_idle_sleep_time only right before its idle sleep (our loop metrics time a loop from one _do_scheduling to the next or to that read).",
         params=("self",),
         fingerprint="95c437964f33e0c2df1d1d3d1d4a1ea3a07388467b0eebb7d9e3f39365f7f6dd",
     ),
@@ -114,7 +115,7 @@ SEAMS: tuple[Seam, ...] = (
         "airflow.jobs.scheduler_job_runner.SchedulerJobRunner._scheduler_idle_sleep_time",
         "override",
         (RUNNER,),
-        "Stock: a float set in __init__ and slept after an idle loop. Ours: a property that waits the back-off (cut short by NOTIFY) when read and returns 0; its setter ignores the stock assignment.",
+        "Stock: a float set in __init__ and slept after an idle loop. Ours: a property that ends the loop's metrics (kestra.scheduler.*), waits the back-off (cut short by NOTIFY) when read and returns 0; its setter ignores the stock assignment.",
         declared=True,
     ),
     Seam(
@@ -283,10 +284,10 @@ SEAMS: tuple[Seam, ...] = (
         params=("v", "tz"),
     ),
     Seam(
-        "airflow._shared.observability.metrics.stats.incr",
+        "airflow.observability.stats.incr",
         "call",
-        (BULK_RUNS,),
-        "Private package airflow._shared: the task_instance_created counter the stock TI creation emits.",
+        (BULK_RUNS, METRICS),
+        "Re-export of airflow._shared.observability.metrics.stats.incr, the Stats the scheduler initializes: the task_instance_created counter the stock TI creation emits, and our kestra.* counters.",
         params=("stat", "count", "rate", "tags"),
     ),
     # -- dag runs -----------------------------------------------------------------------------
@@ -716,7 +717,67 @@ SEAMS: tuple[Seam, ...] = (
         (CLI_DEFINITION,),
         "Holds the ActionCommand named scheduler whose args our scheduler command reuses.",
     ),
+    # -- metrics (metrics.py): Airflow's Stats, as the scheduler and the triggerer initialize it --
+    Seam(
+        "airflow.observability.stats.gauge",
+        "call",
+        (METRICS,),
+        "Re-export of the shared Stats gauge: our kestra.* gauges.",
+        params=("stat", "value", "rate", "delta", "tags"),
+    ),
+    Seam(
+        "airflow.observability.stats.timing",
+        "call",
+        (METRICS,),
+        "Re-export of the shared Stats timing (a timedelta is sent as milliseconds): our kestra.* timers.",
+        params=("stat", "dt", "tags"),
+    ),
+    Seam(
+        "airflow.observability.stats.normalize_name_for_stats",
+        "call",
+        (METRICS,),
+        "Replaces the characters StatsD names cannot hold in a worker or queue name we append to a metric name.",
+        params=("name", "log_warning"),
+    ),
+    Seam(
+        "airflow.observability.stats.initialize",
+        "call",
+        (METRICS,),
+        "initialize_stats in an airflow kestra worker process makes the call the triggerer's _execute makes.",
+        params=("factory", "export_legacy_names"),
+    ),
+    Seam(
+        "airflow.observability.metrics.stats_utils.get_stats_factory",
+        "call",
+        (METRICS,),
+        "The backend factory ([metrics] statsd_on, statsd_datadog_enabled, otel_on) the scheduler and the triggerer initialize Stats with.",
+        params=(),
+    ),
     # -- the executor (executors/kestra_executor.py subclasses BaseExecutor) -------------------
+    Seam(
+        "airflow.executors.base_executor.BaseExecutor.__init__",
+        "relied-on",
+        (EXECUTOR, METRICS),
+        "Initializes the shared Stats from [metrics] (stats_utils.get_stats_factory, legacy_names_on), so the scheduler's and executor's kestra.* metrics go where Airflow's go without a call of ours.",
+        params=("self", "parallelism", "team_name"),
+        fingerprint="d095ea27b510c4837f2ac036c7f44c5cd5c5d31984a8a559ef9f8276f017ff41",
+    ),
+    Seam(
+        "airflow.executors.base_executor.BaseExecutor.heartbeat",
+        "relied-on",
+        (EXECUTOR,),
+        "Calls _emit_metrics(open_slots, len(running), queued count) once per heartbeat, before trigger_tasks and sync: our queue sampling runs there.",
+        params=("self",),
+        fingerprint="73a41805115319dcfb9c2dc904335bcc33c78d8810759412a4ec28d645befa4e",
+    ),
+    Seam(
+        "airflow.executors.base_executor.BaseExecutor._emit_metrics",
+        "override",
+        (EXECUTOR,),
+        "Stock sends executor.open_slots, queued_tasks and running_tasks from its arguments; ours passes open_slots on and, from the last queue sample, queued = keys not written yet + this job's unclaimed workloads, running = its claimed ones (stock counts every written workload as running).",
+        params=("self", "open_slots", "num_running_tasks", "num_queued_tasks"),
+        fingerprint="6ccb2a203b8ab6efbca794bfee632f9312d108d7fe60a575e0038dffd84ab73a",
+    ),
     Seam(
         "airflow.executors.base_executor.BaseExecutor._process_workloads",
         "override",

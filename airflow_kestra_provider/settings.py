@@ -118,7 +118,10 @@ OPTIONS: tuple[Option, ...] = (
         "queues",
         "string",
         "",
-        "Comma-separated task queues a worker serves; empty serves every queue.",
+        "Comma-separated task queues a worker serves; ``*`` serves every queue. Empty: ``airflow "
+        "kestra worker`` serves ``[operators] default_queue`` (as a Celery worker does) and the "
+        "embedded worker every queue (as LocalExecutor runs every task). ``airflow kestra worker "
+        "--queues`` overrides it.",
         "default,high_memory",
     ),
     Option(
@@ -338,8 +341,34 @@ def worker_concurrency() -> int:
     return conf.getint("core", "parallelism")
 
 
+ALL_QUEUES = "*"
+
+
+def parse_queues(raw: str) -> frozenset[str]:
+    """Queue names of a comma-separated list (``*`` among them: just ``{"*"}``, every queue)."""
+    names = frozenset(q.strip() for q in raw.split(",") if q.strip())
+    return frozenset({ALL_QUEUES}) if ALL_QUEUES in names else names
+
+
 def queues() -> frozenset[str]:
-    return frozenset(q.strip() for q in str(get("queues")).split(",") if q.strip())
+    """``[kestra] queues`` as given: empty when unset (see :func:`worker_queues`)."""
+    return parse_queues(str(get("queues")))
+
+
+def worker_queues(embedded: bool, given: str | None = None) -> frozenset[str]:
+    """The queues a worker serves; an empty set means every queue. ``given``: the worker's
+    ``--queues``, else ``[kestra] queues``, else ``[operators] default_queue`` for ``airflow
+    kestra worker`` and every queue for the embedded worker."""
+    names = parse_queues(given) if given is not None else queues()
+    if given is not None and not names:
+        raise KestraConfigError("argument --queues: give queue names, or * for every queue")
+    if not names:
+        if embedded:
+            return frozenset()
+        from airflow.configuration import conf
+
+        return frozenset({conf.get("operators", "default_queue")})
+    return frozenset() if names == {ALL_QUEUES} else names
 
 
 def min_poll_interval() -> float:

@@ -155,7 +155,11 @@ def running_stack(
     try:
         stack.start()
         for n in range(kind.remote_workers):
-            stack.supervisor.start(f"kestra-worker-{n + 1}", airflow_argv("kestra", "worker"))
+            name = f"kestra-worker-{n + 1}"
+            # the scheduler serves this host's task logs
+            stack.supervisor.start(
+                name, airflow_argv("kestra", "worker", "--name", name, "--skip-serve-logs")
+            )
         yield stack
     finally:
         stack.stop()

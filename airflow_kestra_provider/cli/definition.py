@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from airflow.cli.cli_config import ARG_OUTPUT, ActionCommand, Arg, GroupCommand, lazy_load_command
+from airflow.cli.cli_config import (
+    ARG_DAEMON,
+    ARG_LOG_FILE,
+    ARG_OUTPUT,
+    ARG_PID,
+    ARG_SKIP_SERVE_LOGS,
+    ARG_STDERR,
+    ARG_STDOUT,
+    ActionCommand,
+    Arg,
+    GroupCommand,
+    lazy_load_command,
+)
 
 # Help texts are rich markup (Airflow's help formatter is rich_argparse): a literal "[section]"
 # is written "\\[section]", or rich takes it for a style tag and drops it.
@@ -17,10 +29,28 @@ ARG_STANDALONE_DAGS_FOLDER = Arg(
     "to other than $AIRFLOW_HOME/dags, else the example DAGs shipped with the provider)",
 )
 ARG_WORKER_CONCURRENCY = Arg(
-    ("--concurrency",),
+    ("-c", "--concurrency"),
     type=int,
     help="Task processes this worker runs at once, at least 1 (default: \\[kestra] worker_concurrency)",
 )
+ARG_WORKER_QUEUES = Arg(
+    ("-q", "--queues"),
+    help="Comma-separated queues this worker serves, * for every queue (default: \\[kestra] queues "
+    "when set, else \\[operators] default_queue)",
+)
+ARG_WORKER_NAME = Arg(
+    ("--name",),
+    help="Name of this worker, unique among live workers (default: the host name from \\[core] "
+    "hostname_callable)",
+)
+ARG_WORKER_NAME_POSITIONAL = Arg(("name",), help="Name of the worker (see airflow kestra workers list)")
+ARG_WORKER_HEALTH_NAME = Arg(
+    ("name",),
+    nargs="?",
+    help="Name of the worker (default: this host's name from \\[core] hostname_callable)",
+)
+ARG_MAINTENANCE_ON = Arg(("--on",), action="store_true", help="Stop claiming; running tasks go on")
+ARG_MAINTENANCE_OFF = Arg(("--off",), action="store_true", help="Claim again")
 ARG_REMOVE_TRIGGERS = Arg(
     ("--remove",),
     action="store_true",
@@ -321,6 +351,36 @@ BENCH_COMMANDS = (
     ),
 )
 
+_WORKERS = "airflow_kestra_provider.cli.workers_command."
+WORKERS_COMMANDS = (
+    ActionCommand(
+        name="list",
+        help="Workers (name, host, queues, concurrency, running, free, state, last heartbeat, version), "
+        "and queues with waiting task instances that no live worker serves",
+        func=lazy_load_command(_WORKERS + "workers_list"),
+        args=(ARG_OUTPUT,),
+    ),
+    ActionCommand(
+        name="maintenance",
+        help="Stop (--on) or resume (--off) a worker's claims; its running tasks go on",
+        func=lazy_load_command(_WORKERS + "workers_maintenance"),
+        args=(ARG_WORKER_NAME_POSITIONAL, ARG_MAINTENANCE_ON, ARG_MAINTENANCE_OFF),
+    ),
+    ActionCommand(
+        name="drain",
+        help="Make a worker stop claiming, finish its running tasks and exit",
+        func=lazy_load_command(_WORKERS + "workers_drain"),
+        args=(ARG_WORKER_NAME_POSITIONAL,),
+    ),
+    ActionCommand(
+        name="health",
+        help="Exit 0 when the worker is registered, live and heartbeating within \\[kestra] "
+        "worker_timeout, else 1 (for probes)",
+        func=lazy_load_command(_WORKERS + "workers_health"),
+        args=(ARG_WORKER_HEALTH_NAME,),
+    ),
+)
+
 KESTRA_COMMANDS = (
     ActionCommand(
         name="standalone",
@@ -332,7 +392,22 @@ KESTRA_COMMANDS = (
         name="worker",
         help="Run a KestraExecutor worker: claim queued task instances from the metadata database and run them",
         func=lazy_load_command("airflow_kestra_provider.cli.worker_command.worker"),
-        args=(ARG_WORKER_CONCURRENCY,),
+        args=(
+            ARG_WORKER_QUEUES,
+            ARG_WORKER_CONCURRENCY,
+            ARG_WORKER_NAME,
+            ARG_PID,
+            ARG_DAEMON,
+            ARG_LOG_FILE,
+            ARG_STDOUT,
+            ARG_STDERR,
+            ARG_SKIP_SERVE_LOGS,
+        ),
+    ),
+    GroupCommand(
+        name="workers",
+        help="List the KestraExecutor's workers, put one in maintenance, drain one, check one's health",
+        subcommands=WORKERS_COMMANDS,
     ),
     ActionCommand(
         name="scheduler",

@@ -12,6 +12,12 @@ a deferral, a reschedule, a restart) is a new row, run once. The executor keeps,
 instance key, the rows still open; the end of a row whose try has been queued again since is no
 event (the scheduler would read it as "killed externally"), and rows that never ran here
 (dropped, revoked, refused at start, lost) only release their key.
+
+Every ``[scheduler] pool_metrics_interval`` seconds the executor samples the queues
+(:mod:`.queue_sampler`): the ``kestra.queue.*`` and ``kestra.executor.*`` gauges, a warning for
+a queue nobody serves, and the stock ``executor.queued_tasks`` / ``executor.running_tasks``
+gauges as unclaimed / claimed workloads (the stock ones count every workload written as
+running).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.executors.base_executor import BaseExecutor, get_execution_api_server_url
 
 from airflow_kestra_provider import settings
+from airflow_kestra_provider.executors.queue_sampler import QueueSampler, database_sample
 from airflow_kestra_provider.queue import claims
 from airflow_kestra_provider.queue.claims import ENDED_RESULTS, QueuedWorkload, ReportedResult
 from airflow_kestra_provider.version_compat import check_airflow_version
@@ -32,6 +39,13 @@ if TYPE_CHECKING:
 
     from airflow_kestra_provider.worker.reaper import Reaper
     from airflow_kestra_provider.worker.worker import KestraWorker
+
+
+def pool_metrics_interval() -> float:
+    """Airflow's ``[scheduler] pool_metrics_interval``: how often the queues are sampled."""
+    from airflow.configuration import conf
+
+    return conf.getfloat("scheduler", "pool_metrics_interval", fallback=5.0)
 
 
 class KestraExecutor(BaseExecutor):
@@ -51,6 +65,7 @@ class KestraExecutor(BaseExecutor):
         self._workload_keys: dict[str, TaskInstanceKey] = {}
         self._open: dict[TaskInstanceKey, set[str]] = {}
         self._unsent: list[QueuedWorkload] = []
+        self._queue_sampler: QueueSampler | None = None
 
     def start(self) -> None:
         check_airflow_version("the KestraExecutor")
@@ -74,6 +89,7 @@ class KestraExecutor(BaseExecutor):
             )
         self._listen_notify = settings.listen_notify()
         self._reaper = Reaper(config.worker_timeout, config.heartbeat_interval)
+        self._queue_sampler = QueueSampler(pool_metrics_interval(), database_sample(config.worker_timeout))
         ensure_schema()
         if embedded:
             self.worker = KestraWorker(config, server=get_execution_api_server_url(self.conf))
@@ -122,6 +138,19 @@ class KestraExecutor(BaseExecutor):
         self._unsent = []
         if self.worker is not None:
             self.worker.wake()
+
+    # -- metrics --------------------------------------------------------------------------
+    def _emit_metrics(self, open_slots: int, num_running_tasks: int, num_queued_tasks: int) -> None:
+        """The stock gauges, with queued and running as the workers see them: a workload written
+        for the workers is running for the stock code (its key is in ``running``) until one
+        claims it. From the last queue sample: queued adds this job's unclaimed workloads to
+        the keys not handed over yet (and those not written yet), running is its claimed ones."""
+        sampler = self._queue_sampler
+        sample = sampler.tick(int(self.job_id) if self.job_id is not None else None) if sampler else None
+        if sample is not None:
+            num_queued_tasks += len(self._unsent) + sample.job_unclaimed
+            num_running_tasks = sample.job_claimed
+        super()._emit_metrics(open_slots, num_running_tasks, num_queued_tasks)
 
     # -- workers -> scheduler -------------------------------------------------------------
     def sync(self) -> None:

@@ -1,7 +1,8 @@
 """The KestraExecutor's own tables, beside Airflow's (SQLAlchemy Core; created by our migrations).
 
-* ``kestra_worker``: one row per worker process (embedded or ``airflow kestra worker``) with a
-  heartbeat, so a dead worker's claims can be found.
+* ``kestra_worker``: one row per registration of a worker process (embedded or ``airflow kestra
+  worker``) with a heartbeat, so a dead worker's claims can be found; its ``name`` is what the
+  fleet commands address, its ``state`` one of :data:`WORKER_STATES`.
 * ``kestra_workload``: one row per time the scheduler handed a task instance to the executor
   (a new try, or the same try again after a deferral, a reschedule or a restart), with the
   ``ExecuteTask`` workload the scheduler built (token included). Workers claim these rows; the
@@ -13,14 +14,20 @@ The SQL that reads and writes them is in :mod:`airflow_kestra_provider.queue.cla
 from __future__ import annotations
 
 from sqlalchemy import Boolean, Column, DateTime, Index, Integer, MetaData, String, Table, Text, func, text
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
 
 metadata = MetaData()
+
+# running: claims; maintenance: claims nothing, its tasks go on; draining: claims nothing and
+# exits when its tasks have ended; stopped: exited; dead: silent past [kestra] worker_timeout.
+LIVE_WORKER_STATES = ("running", "maintenance", "draining")
+WORKER_STATES = (*LIVE_WORKER_STATES, "stopped", "dead")
 
 kestra_worker = Table(
     "kestra_worker",
     metadata,
     Column("id", String(64), primary_key=True),
+    Column("name", String(250), nullable=False, server_default=""),
     Column("hostname", String(1000), nullable=False),
     Column("pid", Integer, nullable=False),
     Column("embedded", Boolean, nullable=False),
@@ -28,6 +35,9 @@ kestra_worker = Table(
     Column("state", String(20), nullable=False),
     Column("started_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("heartbeat_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("queues", ARRAY(String(256))),  # NULL: every queue
+    Column("version", String(50)),  # of the provider
+    Index("kestra_worker_name", "name"),
 )
 
 kestra_workload = Table(

@@ -31,8 +31,12 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
+from airflow_kestra_provider.models.tables import LIVE_WORKER_STATES
+
 NOTIFY_CHANNEL = "kestra_task_queued"
 ENDED_RESULTS = frozenset({"success", "failed"})
+# SQL list of the states of a worker that is still there (heartbeats, may be reaped)
+_LIVE = "(" + ", ".join(f"'{state}'" for state in LIVE_WORKER_STATES) + ")"
 
 _ENQUEUE_SQL = text(
     """
@@ -168,8 +172,10 @@ _REVOKE_SQL = text(
 
 _REGISTER_SQL = text(
     """
-    INSERT INTO kestra_worker (id, hostname, pid, embedded, concurrency, state, started_at, heartbeat_at)
-    VALUES (:id, :hostname, :pid, :embedded, :concurrency, 'running', now(), now())
+    INSERT INTO kestra_worker
+        (id, name, hostname, pid, embedded, concurrency, queues, version, state, started_at, heartbeat_at)
+    VALUES (:id, :name, :hostname, :pid, :embedded, :concurrency, CAST(:queues AS varchar[]), :version,
+            'running', now(), now())
     """
 )
 
@@ -183,7 +189,10 @@ _TAKE_OVER_SQL = text(
     """
 )
 
-_HEARTBEAT_SQL = text("UPDATE kestra_worker SET heartbeat_at = now() WHERE id = :id AND state = 'running'")
+# Returns the state, which the fleet commands may have changed (maintenance, draining).
+_HEARTBEAT_SQL = text(
+    f"UPDATE kestra_worker SET heartbeat_at = now() WHERE id = :id AND state IN {_LIVE} RETURNING state"
+)
 
 _STOP_SQL = text("UPDATE kestra_worker SET state = 'stopped', heartbeat_at = now() WHERE id = :id")
 
@@ -196,10 +205,10 @@ _STOP_SQL = text("UPDATE kestra_worker SET state = 'stopped', heartbeat_at = now
 # * otherwise finished: ``failed`` if the task instance is still RUNNING (its task is gone, the
 #   scheduler applies its retries), else ``lost`` (it ended on its own; nothing to report).
 _REAP_SQL = text(
-    """
+    f"""
     WITH dead AS (
         UPDATE kestra_worker SET state = 'dead'
-        WHERE state = 'running' AND heartbeat_at < now() - make_interval(secs => :timeout)
+        WHERE state IN {_LIVE} AND heartbeat_at < now() - make_interval(secs => :timeout)
         RETURNING id
     ), orphan AS (
         SELECT w.id,
@@ -231,13 +240,13 @@ _REAP_SQL = text(
 )
 
 _PURGE_SQL = text(
-    """
+    f"""
     WITH workloads AS (
         DELETE FROM kestra_workload WHERE reported_at < now() - make_interval(secs => :retention)
         RETURNING 1
     )
     DELETE FROM kestra_worker
-    WHERE state <> 'running' AND heartbeat_at < now() - make_interval(secs => :retention)
+    WHERE state NOT IN {_LIVE} AND heartbeat_at < now() - make_interval(secs => :retention)
     """
 )
 
@@ -422,11 +431,30 @@ def revoke(session: Session, ti_id: str, try_number: int) -> None:
 
 
 def register_worker(
-    session: Session, *, worker_id: str, hostname: str, pid: int, embedded: bool, concurrency: int
+    session: Session,
+    *,
+    worker_id: str,
+    name: str,
+    hostname: str,
+    pid: int,
+    embedded: bool,
+    concurrency: int,
+    queues: Iterable[str],
+    version: str,
 ) -> None:
+    """Register a worker as ``running``; ``queues`` empty: it serves every queue."""
     session.execute(
         _REGISTER_SQL,
-        {"id": worker_id, "hostname": hostname, "pid": pid, "embedded": embedded, "concurrency": concurrency},
+        {
+            "id": worker_id,
+            "name": name,
+            "hostname": hostname,
+            "pid": pid,
+            "embedded": embedded,
+            "concurrency": concurrency,
+            "queues": sorted(queues) or None,
+            "version": version,
+        },
     )
 
 
@@ -435,9 +463,11 @@ def take_over(session: Session, old_id: str, new_id: str) -> set[str]:
     return {str(r.id) for r in session.execute(_TAKE_OVER_SQL, {"old_id": old_id, "new_id": new_id})}
 
 
-def heartbeat(session: Session, worker_id: str) -> bool:
-    """Refresh ``worker_id``'s heartbeat; False when it was declared dead meanwhile."""
-    return bool(getattr(session.execute(_HEARTBEAT_SQL, {"id": worker_id}), "rowcount", 0))
+def heartbeat(session: Session, worker_id: str) -> str | None:
+    """Refresh ``worker_id``'s heartbeat; returns its state (running, maintenance or draining),
+    None when it was declared dead (or stopped) meanwhile."""
+    state = session.execute(_HEARTBEAT_SQL, {"id": worker_id}).scalar()
+    return str(state) if state is not None else None
 
 
 def stop_worker(session: Session, worker_id: str) -> None:
@@ -461,6 +491,150 @@ def notify(session: Session) -> None:
     session.execute(_NOTIFY_SQL)
 
 
+# -- the fleet: workers by name, their states, and queues nobody serves (not the hot path) ----------
+# Registrations live now or gone less than :window seconds ago, newest first within a name, with
+# their open claims (the kestra_workload_open index).
+_WORKERS_SQL = text(
+    f"""
+    SELECT w.id, w.name, w.hostname, w.pid, w.embedded, w.concurrency, w.queues, w.version, w.state,
+           w.started_at, w.heartbeat_at,
+           extract(epoch FROM now() - w.heartbeat_at) AS heartbeat_age,
+           (SELECT count(*) FROM kestra_workload AS l
+            WHERE l.worker_id = w.id AND l.claimed_at IS NOT NULL AND l.finished_at IS NULL) AS running
+    FROM kestra_worker AS w
+    WHERE w.state IN {_LIVE} OR w.heartbeat_at > now() - make_interval(secs => :window)
+    ORDER BY w.name, w.started_at DESC
+    """
+)
+
+_WORKER_NAMED_SQL = text(
+    """
+    SELECT id, name, hostname, pid, embedded, state, extract(epoch FROM now() - heartbeat_at) AS heartbeat_age
+    FROM kestra_worker WHERE name = :name
+    ORDER BY started_at DESC LIMIT 1
+    """
+)
+
+# The newest registration of a worker named :name, if it is in one of :from_states.
+_SET_STATE_SQL = text(
+    """
+    UPDATE kestra_worker SET state = :state
+    WHERE id = (SELECT id FROM kestra_worker WHERE name = :name ORDER BY started_at DESC LIMIT 1)
+      AND state = ANY(CAST(:from_states AS varchar[]))
+    RETURNING id
+    """
+)
+
+# Per queue: workloads waiting for a worker (all scheduler jobs), and whether a worker that
+# claims (running, heartbeat fresher than :timeout) serves the queue (NULL queues: every one).
+_QUEUE_DEPTHS_SQL = text(
+    """
+    WITH waiting AS (
+        SELECT queue, count(*) AS waiting, extract(epoch FROM now() - min(created_at)) AS oldest_age
+        FROM kestra_workload WHERE claimed_at IS NULL AND finished_at IS NULL
+        GROUP BY queue
+    )
+    SELECT q.queue, q.waiting, q.oldest_age,
+           EXISTS (
+               SELECT 1 FROM kestra_worker AS k
+               WHERE k.state = 'running' AND k.heartbeat_at > now() - make_interval(secs => :timeout)
+                 AND (k.queues IS NULL OR q.queue = ANY(k.queues))
+           ) AS served
+    FROM waiting AS q
+    ORDER BY q.queue
+    """
+)
+
+_JOB_WORKLOADS_SQL = text(
+    """
+    SELECT count(*) FILTER (WHERE claimed_at IS NULL) AS unclaimed,
+           count(*) FILTER (WHERE claimed_at IS NOT NULL) AS claimed
+    FROM kestra_workload WHERE job_id = :job_id AND finished_at IS NULL
+    """
+)
+
+
+@dataclass(frozen=True)
+class WorkerRow:
+    """One registration of a worker, as the fleet commands and the UI show it."""
+
+    id: str
+    name: str
+    hostname: str
+    pid: int
+    embedded: bool
+    concurrency: int
+    queues: tuple[str, ...] | None  # None: every queue
+    version: str | None
+    state: str
+    started_at: Any
+    heartbeat_at: Any
+    heartbeat_age: float
+    running: int
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    queue: str
+    waiting: int  # pending workloads in this queue (all scheduler jobs)
+    oldest_age: float  # seconds the oldest of them has waited
+    served: bool  # a live worker (state running, fresh heartbeat) serves this queue
+
+
+@dataclass(frozen=True)
+class QueueSample:
+    queues: list[QueueDepth]
+    job_unclaimed: int  # this job's pending workloads
+    job_claimed: int  # this job's claimed, unfinished workloads
+
+
+def list_workers(session: Session, window: float = 600.0) -> list[WorkerRow]:
+    """Workers live now or gone less than ``window`` seconds ago, by name, newest first."""
+    return [
+        WorkerRow(
+            id=r.id,
+            name=r.name,
+            hostname=r.hostname,
+            pid=r.pid,
+            embedded=r.embedded,
+            concurrency=r.concurrency,
+            queues=tuple(r.queues) if r.queues is not None else None,
+            version=r.version,
+            state=r.state,
+            started_at=r.started_at,
+            heartbeat_at=r.heartbeat_at,
+            heartbeat_age=float(r.heartbeat_age),
+            running=int(r.running),
+        )
+        for r in session.execute(_WORKERS_SQL, {"window": window})
+    ]
+
+
+def worker_named(session: Session, name: str) -> Any | None:
+    """The newest registration of the worker ``name`` (id, hostname, pid, embedded, state,
+    heartbeat_age), or None."""
+    return session.execute(_WORKER_NAMED_SQL, {"name": name}).one_or_none()
+
+
+def set_worker_state(session: Session, name: str, state: str, from_states: Sequence[str]) -> str | None:
+    """Move the newest registration of worker ``name`` to ``state`` if it is in one of
+    ``from_states``; returns its id, or None when it was not."""
+    row = session.execute(
+        _SET_STATE_SQL, {"name": name, "state": state, "from_states": list(from_states)}
+    ).one_or_none()
+    return str(row.id) if row is not None else None
+
+
+def sample_queues(session: Session, job_id: int | None, worker_timeout: float) -> QueueSample:
+    """Queue depths and served flags, and ``job_id``'s open workloads (two statements)."""
+    depths = [
+        QueueDepth(r.queue, int(r.waiting), float(r.oldest_age), bool(r.served))
+        for r in session.execute(_QUEUE_DEPTHS_SQL, {"timeout": worker_timeout})
+    ]
+    job = session.execute(_JOB_WORKLOADS_SQL, {"job_id": job_id}).one()
+    return QueueSample(depths, int(job.unclaimed or 0), int(job.claimed or 0))
+
+
 # -- status for the web UI page (not the hot path) -------------------------------------------------
 _TABLES_EXIST_SQL = text("SELECT to_regclass('kestra_workload') IS NOT NULL")
 
@@ -478,16 +652,6 @@ _QUEUE_STATUS_SQL = text(
             FROM dag_run AS dr
             WHERE dr.end_date > now() - make_interval(secs => :window) AND dr.queued_at IS NOT NULL
         ) AS run_latency
-    """
-)
-
-_WORKERS_SQL = text(
-    """
-    SELECT id, hostname, pid, embedded, concurrency, state,
-           extract(epoch FROM now() - heartbeat_at) AS heartbeat_age
-    FROM kestra_worker
-    WHERE state = 'running' OR heartbeat_at > now() - interval '10 minutes'
-    ORDER BY started_at
     """
 )
 
@@ -514,8 +678,8 @@ def queue_status(session: Session, window: float = 300.0) -> dict[str, Any]:
                 "embedded": w.embedded,
                 "concurrency": w.concurrency,
                 "state": w.state,
-                "heartbeat_age_seconds": float(w.heartbeat_age),
+                "heartbeat_age_seconds": w.heartbeat_age,
             }
-            for w in session.execute(_WORKERS_SQL)
+            for w in list_workers(session)
         ],
     }

@@ -266,7 +266,7 @@ def create_runs(
     A DAG whose run cannot be built (bad params, bad run id, timetable error) is logged like the
     stock path does and skipped. Raises if writing fails; the caller wraps this in a savepoint.
     """
-    from airflow._shared.observability.metrics import stats
+    from airflow.observability import stats
 
     if not plan:
         return []

@@ -38,6 +38,10 @@ and overrides only small methods:
   :mod:`.examined_tis`).
 * ``_run_scheduler_loop``: only opens the LISTEN connection around the stock loop, after
   raising the garbage collector's threshold (``[kestra] scheduler_gc_threshold``).
+
+Each loop (from one ``_do_scheduling`` to the next, its idle wait excluded) sends
+``kestra.scheduler.loop_duration``, and ``busy_loops`` and ``runs_created`` from its
+:class:`~.work.LoopWork` (:mod:`airflow_kestra_provider.metrics`).
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ from airflow._shared.timezones import timezone
 from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
 from airflow.models.dagrun import DagRun
 
-from airflow_kestra_provider import settings
+from airflow_kestra_provider import metrics, settings
 from airflow_kestra_provider.scheduler import (
     bulk_runs,
     cron_descriptions,
@@ -141,6 +145,7 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         self.dag_runs_created_in_bulk = 0
         self._stats = {"loops": 0, "busy_loops": 0}
         self._stats_logged_at = time.monotonic()
+        self._loop_started: float | None = None  # monotonic start of the loop in progress
 
     # -- the loop ------------------------------------------------------------------------------
     def _run_scheduler_loop(self) -> None:
@@ -165,6 +170,7 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         idle from our counts (see ``_do_scheduling``). Wait here instead: the back-off interval,
         cut short by a NOTIFY; then return 0 so the stock ``time.sleep(min(0, ...))`` is a
         no-op. The wait stays where the stock sleep was: outside the loop-duration timer."""
+        self._loop_ended()
         timeout = self.backoff.idle_interval(time.monotonic())
         if self._waker is None:
             time.sleep(timeout)
@@ -178,9 +184,11 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         """The stock ``__init__`` assigns ``[scheduler] scheduler_idle_sleep_time``: ignored."""
 
     def _do_scheduling(self, session: Session) -> int:
+        self._loop_ended()
         if self._loop.total:  # the previous loop (incl. its executor events) did work
             self.backoff.busy(time.monotonic())
         self._loop = LoopWork()
+        self._loop_started = time.monotonic()
         self._new_batch()
         try:
             with self._loop.watching(session):
@@ -191,11 +199,20 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         self._log_stats()
         return self._loop.total
 
+    def _loop_ended(self) -> None:
+        """The loop the last ``_do_scheduling`` began is over (the next one begins, or the stock
+        loop reads the idle sleep, which is not part of it): count it and send its metrics. Its
+        work (:class:`~.work.LoopWork`) includes the executor events it processed."""
+        started, self._loop_started = self._loop_started, None
+        if started is None:
+            return
+        busy = bool(self._loop.total)
+        self._stats["loops"] += 1
+        self._stats["busy_loops"] += busy
+        metrics.scheduler_loop(time.monotonic() - started, busy, self._loop.dag_runs_created)
+
     def _log_stats(self, every: float = 60.0) -> None:
         """One INFO line a minute: loops, busy loops, NOTIFY wake-ups, runs created, cache."""
-        self._stats["loops"] += 1
-        if self._loop.total:
-            self._stats["busy_loops"] += 1
         now = time.monotonic()
         if now - self._stats_logged_at < every:
             return

@@ -44,11 +44,12 @@ class AirflowApiClient:
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         if self._token is None:
             self.login()
-        headers = {"Authorization": f"Bearer {self._token}"}
+        extra_headers = kwargs.pop("headers", {})
+        headers = {**extra_headers, "Authorization": f"Bearer {self._token}"}
         response = self._http.request(method, path, headers=headers, **kwargs)
         if response.status_code == 401:
             self.login()
-            headers = {"Authorization": f"Bearer {self._token}"}
+            headers = {**extra_headers, "Authorization": f"Bearer {self._token}"}
             response = self._http.request(method, path, headers=headers, **kwargs)
         if response.status_code >= 400:
             raise AirflowApiError(f"{method} {path}: HTTP {response.status_code} {response.text[:300]}")

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 # Longest wait between two attempts (s), or ``[workers] execution_api_retry_wait_max`` if lower.
 # Airflow's back-off doubles up to 90 s by default: after a 30 s outage a task could then sleep
-# another minute before its next attempt, and a worker that is stopping (drain: 60 s) would kill
+# another minute before its next attempt, and a stopping scheduler (embedded worker's drain: 60 s) would kill
 # it meanwhile. Capped, a task goes on within about 10 s of the api-server answering again.
 MAX_WAIT = 10.0
 

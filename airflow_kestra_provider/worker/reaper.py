@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session
 
+from airflow_kestra_provider import metrics
 from airflow_kestra_provider.queue import claims
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class Reaper:
         now = self.clock()
         self._last_reap = now
         dead, released, failed = claims.reap_dead_workers(session, self.timeout)
+        metrics.reaped(dead, released, failed)
         if dead or released or failed:
             log.warning(
                 "%s: declared %d silent worker(s) dead; %d claim(s) released to other workers, "

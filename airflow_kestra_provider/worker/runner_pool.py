@@ -295,6 +295,7 @@ class RunnerPool:
         self._runners: list[_Runner] = []
         self._idle: list[_Runner] = []
         self._stopping = False
+        self._drain_cut = threading.Event()  # see cut_drain()
         # Only this process holds the write end; runners get the read end (see _watch_lifeline).
         self._lifeline_write: int | None = None
         self._lifeline_read: Connection | None = None
@@ -422,7 +423,7 @@ class RunnerPool:
             self._idle.clear()
         results: list[TaskResult] = []
         deadline = time.monotonic() + timeout
-        while drain and self.busy and time.monotonic() < deadline:
+        while drain and self.busy and time.monotonic() < deadline and not self._drain_cut.is_set():
             results.extend(self.collect(0.5))
         with self._lock:
             runners = list(self._runners)
@@ -453,6 +454,11 @@ class RunnerPool:
             self._lifeline_read.close()
             self._lifeline_read = None
         return results
+
+    def cut_drain(self) -> None:
+        """End a drain under way in :meth:`stop` now: its running jobs are killed (and reported
+        failed), as when the drain times out."""
+        self._drain_cut.set()
 
     def kill_jobs(self, workload_ids: set[str]) -> int:
         """Kill the runners (and task process groups) holding these workloads; the result loop

@@ -17,6 +17,10 @@ Fencing: a worker claims and records results only under its own registered id wh
 database, for longer than ``worker_timeout``), it registers anew, takes over the claims the reaper
 left it (tasks that kept running and heartbeating) and kills the runners of every other task it
 holds: those were released to other workers or failed, and must not go on here.
+
+Fleet commands change a worker's row: ``maintenance`` (the claim statement claims nothing for a
+worker that is not ``running``; its tasks go on) and ``draining`` (the heartbeat sees it, the
+worker stops claiming, lets its tasks end and ``airflow kestra worker`` exits).
 """
 
 from __future__ import annotations
@@ -33,7 +37,9 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
-from airflow_kestra_provider import settings
+from airflow_kestra_provider import __version__, settings
+from airflow_kestra_provider.metrics import WorkerMetrics
+from airflow_kestra_provider.models.tables import LIVE_WORKER_STATES
 from airflow_kestra_provider.queue import claims
 from airflow_kestra_provider.queue.claims import ClaimedWorkload, TaskResult
 from airflow_kestra_provider.worker.backoff import Backoff
@@ -49,10 +55,11 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class WorkerSettings:
     embedded: bool
+    name: str
     concurrency: int
     thread_count: int
     poll_size: int
-    queues: frozenset[str]
+    queues: frozenset[str]  # empty: every queue
     min_poll_interval: float
     max_poll_interval: float
     poll_switch_interval: float
@@ -63,8 +70,15 @@ class WorkerSettings:
     execution_api_retry_window: float
 
     @classmethod
-    def from_config(cls, embedded: bool, concurrency: int | None = None) -> WorkerSettings:
-        """Read and validate the ``[kestra]`` options (raises KestraConfigError naming the option)."""
+    def from_config(
+        cls,
+        embedded: bool,
+        concurrency: int | None = None,
+        queues: str | None = None,
+        name: str | None = None,
+    ) -> WorkerSettings:
+        """Read and validate the ``[kestra]`` options (raises KestraConfigError naming the option);
+        ``concurrency``, ``queues`` and ``name`` are ``airflow kestra worker``'s options."""
         settings.validate_all()
         minimum, maximum = settings.min_poll_interval(), settings.max_poll_interval()
         if maximum < minimum:
@@ -72,12 +86,15 @@ class WorkerSettings:
                 f"[kestra] max_poll_interval = {maximum} is invalid: it must be >= "
                 f"[kestra] min_poll_interval ({minimum})"
             )
+        if name is not None and not name.strip():
+            raise settings.KestraConfigError("argument --name: must not be empty")
         return cls(
             embedded=embedded,
+            name=name.strip() if name is not None else default_worker_name(embedded),
             concurrency=concurrency or settings.worker_concurrency(),
             thread_count=settings.thread_count(),
             poll_size=settings.poll_size(),
-            queues=settings.queues(),
+            queues=settings.worker_queues(embedded, queues),
             min_poll_interval=minimum,
             max_poll_interval=maximum,
             poll_switch_interval=settings.poll_switch_interval(),
@@ -98,6 +115,49 @@ class WorkerStats:
     poll_errors: int = 0
     wakeups: int = 0
     last_batch: list[int] = field(default_factory=list)
+
+
+def this_host() -> str:
+    """This host's name as ``[core] hostname_callable`` gives it (what task instances record, and
+    where the api-server fetches their logs from)."""
+    from airflow.utils.net import get_hostname
+
+    return get_hostname()
+
+
+def default_worker_name(embedded: bool) -> str:
+    """This host's name; the embedded worker's ends in ``-embedded`` (the scheduler's worker,
+    never addressed as a standalone one)."""
+    hostname = this_host()
+    return f"{hostname}-embedded" if embedded else hostname
+
+
+class WorkerNameTaken(settings.KestraConfigError):
+    """Another live worker already goes by this name."""
+
+
+def check_name_free(session: Session, name: str, worker_timeout: float) -> None:
+    """Refuse a name a live worker holds: one that heartbeats within ``worker_timeout``, unless
+    it is a process of this host that no longer exists (this worker's previous run, killed)."""
+    row = claims.worker_named(session, name)
+    if row is None or row.state not in LIVE_WORKER_STATES or row.heartbeat_age > worker_timeout:
+        return
+    if row.hostname == this_host() and not _pid_exists(row.pid):
+        return
+    raise WorkerNameTaken(
+        f"a worker named {name!r} is running (host {row.hostname}, pid {row.pid}, heartbeat "
+        f"{row.heartbeat_age:.0f}s ago): give this one another --name"
+    )
+
+
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def require_postgres() -> None:
@@ -133,6 +193,9 @@ class KestraWorker:
         self.server = server
         self.id = _new_worker_id()
         self.stats = WorkerStats()
+        self.metrics = WorkerMetrics(config.name)
+        # set when a fleet command asked this worker to drain (``airflow kestra workers drain``)
+        self.drain_requested = threading.Event()
         self.pool = RunnerPool(config.concurrency, server, retry_window=config.execution_api_retry_window)
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -144,11 +207,16 @@ class KestraWorker:
         self._batch_pool: ThreadPoolExecutor | None = None
         self._listener: Listener | None = None
         self._id_lock = threading.Lock()  # the id changes when the worker registers anew
+        self._claimed_at = time.monotonic()  # when the last claim statement returned
+        self._state = "running"  # as the last heartbeat read it
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
         require_postgres()
         ensure_schema()
+        if not self.config.embedded:
+            with claims.session_scope() as session:
+                check_name_free(session, self.config.name, self.config.worker_timeout)
         # Start the forkserver (its environment is scrubbed for that moment) and fork the
         # runners before this process starts any thread of ours.
         self.pool.start()
@@ -167,22 +235,26 @@ class KestraWorker:
             self._listener = Listener(self.wake, self.config.max_poll_interval)
             self._listener.start()
         log.info(
-            "kestra worker %s started: %d runners, %d batch threads, poll size %d, queues %s",
+            "kestra worker %s (%s) started: %d runners, %d batch threads, poll size %d, queues %s",
+            self.config.name,
             self.id,
             self.config.concurrency,
             self.config.thread_count,
             self.config.poll_size,
-            ",".join(sorted(self.config.queues)) or "(all)",
+            ",".join(sorted(self.config.queues)) or "(every queue)",
         )
 
     def _register(self, session: Session, worker_id: str) -> None:
         claims.register_worker(
             session,
             worker_id=worker_id,
-            hostname=socket.gethostname(),
+            name=self.config.name,
+            hostname=this_host(),
             pid=os.getpid(),
             embedded=self.config.embedded,
             concurrency=self.config.concurrency,
+            queues=self.config.queues,
+            version=__version__,
         )
 
     def wake(self) -> None:
@@ -193,9 +265,11 @@ class KestraWorker:
     def alive(self) -> bool:
         return bool(self._threads) and all(t.is_alive() for t in self._threads)
 
-    def stop(self, drain: bool = True, timeout: float = 60.0) -> None:
-        """Stop claiming; ``drain`` lets running tasks finish, else they are killed. The worker
-        keeps heartbeating until its last task has ended, so it is never reaped while draining."""
+    def stop(self, drain: bool = True, timeout: float = 60.0, drain_timeout: float | None = None) -> None:
+        """Stop claiming; ``drain`` lets running tasks finish for up to ``drain_timeout`` seconds
+        (default ``timeout``; ``math.inf``: until they end or :meth:`RunnerPool.cut_drain`), then
+        kills them. The worker keeps heartbeating until its last task has ended, so it is never
+        reaped while draining."""
         self._stopping.set()
         self._wake.set()
         poll, results, heartbeat = self._threads or (None, None, None)
@@ -204,7 +278,9 @@ class KestraWorker:
         self._results_stop.set()
         if results is not None:
             results.join(timeout)
-        self._pending.extend(self.pool.stop(drain=drain, timeout=timeout))
+        self._pending.extend(
+            self.pool.stop(drain=drain, timeout=timeout if drain_timeout is None else drain_timeout)
+        )
         self._take_failed_starts()
         self._heartbeat_stop.set()
         if self._listener is not None:
@@ -243,6 +319,7 @@ class KestraWorker:
                 rows = self._claim(min(config.poll_size, free))
             except Exception:
                 self.stats.poll_errors += 1
+                self.metrics.poll_failed()
                 failures.failed(backoff.error_interval())
                 self._stopping.wait(backoff.error_interval())
                 continue
@@ -255,8 +332,11 @@ class KestraWorker:
             self._wake.wait(backoff.idle_interval(now))
 
     def _claim(self, limit: int) -> list[ClaimedWorkload]:
+        began = time.monotonic()
         with claims.session_scope() as session:
             rows = claims.claim(session, worker_id=self.id, limit=limit, queues=self.config.queues)
+        self._claimed_at = time.monotonic()
+        self.metrics.polled(self._claimed_at - began, len(rows))
         self.stats.polls += 1
         if rows:
             self.stats.claimed += len(rows)
@@ -286,6 +366,7 @@ class KestraWorker:
         if not handed:
             # Not started: give the claim back rather than failing a try that never ran.
             return TaskResult(row.id, "release", None, "no idle runner (worker stopping)")
+        self.metrics.started(time.monotonic() - self._claimed_at)
         return None
 
     # -- results --------------------------------------------------------------------------
@@ -326,9 +407,13 @@ class KestraWorker:
         while not self._heartbeat_stop.wait(self.config.heartbeat_interval):
             try:
                 with claims.session_scope() as session:
-                    alive = claims.heartbeat(session, self.id)
-                if not alive:
+                    state = claims.heartbeat(session, self.id)
+                if state is None:
                     self._register_anew()
+                else:
+                    self._follow_state(state)
+                busy = self.pool.busy
+                self.metrics.slots(busy, self.config.concurrency - busy)
                 failures.succeeded()
                 reaper.database_ok()
                 if not self._stopping.is_set() and reaper.due():
@@ -338,6 +423,18 @@ class KestraWorker:
                 reaper.database_failed()
                 failures.failed(self.config.heartbeat_interval)
 
+    def _follow_state(self, state: str) -> None:
+        """React to a state a fleet command set (the claim statement already claims nothing for a
+        worker that is not running)."""
+        if state == self._state:
+            return
+        log.warning("kestra worker %s: state %s -> %s", self.config.name, self._state, state)
+        self._state = state
+        if state == "draining":
+            self.drain_requested.set()
+        elif state == "running":
+            self._wake.set()  # out of maintenance: claim at once
+
     def _register_anew(self) -> None:
         """Declared dead meanwhile: register under a new id, keep what is still ours, stop the rest."""
         with self._id_lock:
@@ -346,6 +443,7 @@ class KestraWorker:
                 self._register(session, new_id)
                 kept = claims.take_over(session, old_id, new_id)
             self.id = new_id
+            self._state = "running"
         killed = self.pool.kill_jobs(self.pool.running_workloads() - kept)
         log.error(
             "kestra worker %s was declared dead (silent for more than %.0fs); registered anew as %s, "

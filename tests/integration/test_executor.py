@@ -227,7 +227,12 @@ def test_two_worker_processes_never_claim_the_same_ti(stack, db):
     with db.connect() as conn:
         before = conn.execute(sa.text("SELECT count(*) FROM kestra_workload")).scalar()
     for n in (1, 2):
-        stack.supervisor.start(f"kestra-worker-{n}", airflow_argv("kestra", "worker", "--concurrency", "8"))
+        stack.supervisor.start(
+            f"kestra-worker-{n}",
+            airflow_argv(
+                "kestra", "worker", "--concurrency", "8", "--name", f"kestra-worker-{n}", "--skip-serve-logs"
+            ),
+        )
 
     def remote_workers_running() -> int:
         with db.connect() as conn:

@@ -119,7 +119,12 @@ def check_end_state(stack, db, marks: Path, runs: int) -> dict[str, int]:
 
 def test_sigkill_of_a_whole_worker_mid_task(stack, db, marks):
     workers = [
-        stack.supervisor.start(f"kestra-worker-{n}", airflow_argv("kestra", "worker", "--concurrency", "2"))
+        stack.supervisor.start(
+            f"kestra-worker-{n}",
+            airflow_argv(
+                "kestra", "worker", "--concurrency", "2", "--name", f"kestra-worker-{n}", "--skip-serve-logs"
+            ),
+        )
         for n in (1, 2)
     ]
     victim = workers[0]

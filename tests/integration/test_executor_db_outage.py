@@ -109,7 +109,12 @@ def outage(tmp_path_factory) -> Iterator[OutageStack]:
     holder = OutageStack(stack, postgres, marks)
     try:
         stack.start()
-        stack.supervisor.start("kestra-worker", airflow_argv("kestra", "worker", "--concurrency", "4"))
+        stack.supervisor.start(
+            "kestra-worker",
+            airflow_argv(
+                "kestra", "worker", "--concurrency", "4", "--name", "kestra-worker", "--skip-serve-logs"
+            ),
+        )
         with stack.client() as client:
             client.wait_for_dag(MARK_DAG_ID, timeout=180)
         yield holder

@@ -69,7 +69,12 @@ def db(stack):
 
 
 def start_worker(stack, db, name: str, concurrency: int = 2) -> tuple[Component, str]:
-    worker = stack.supervisor.start(name, airflow_argv("kestra", "worker", "--concurrency", str(concurrency)))
+    worker = stack.supervisor.start(
+        name,
+        airflow_argv(
+            "kestra", "worker", "--concurrency", str(concurrency), "--name", name, "--skip-serve-logs"
+        ),
+    )
     assert worker.process is not None
     pid = worker.process.pid
 

@@ -75,8 +75,18 @@ def workload(ti_id: str, try_number: int = 1, queue: str = "default", priority: 
     )
 
 
-def register(session: Session, worker_id: str) -> None:
-    claims.register_worker(session, worker_id=worker_id, hostname="h", pid=1, embedded=False, concurrency=4)
+def register(session: Session, worker_id: str, queues: tuple[str, ...] = ()) -> None:
+    claims.register_worker(
+        session,
+        worker_id=worker_id,
+        name=worker_id,
+        hostname="h",
+        pid=1,
+        embedded=False,
+        concurrency=4,
+        queues=queues,
+        version="test",
+    )
 
 
 def row(session: Session, workload_id: str) -> sa.Row:
@@ -258,3 +268,75 @@ def test_rows_of_a_scheduler_job_that_is_gone_are_taken_over_with_their_task_ins
     owners = dict(session.execute(sa.text("SELECT id::text, queued_by_job_id FROM task_instance")).all())
     assert owners == {orphan_ti: 9, live_ti: None}
     assert claims.adopt_orphans(session, 9, threshold=30) == []
+
+
+def test_heartbeat_returns_the_state_a_fleet_command_set(session):
+    register(session, "w1")
+    assert claims.heartbeat(session, "w1") == "running"
+    assert claims.set_worker_state(session, "w1", "maintenance", ("running",)) == "w1"
+    assert claims.heartbeat(session, "w1") == "maintenance"
+    assert claims.set_worker_state(session, "w1", "draining", ("running",)) is None  # not running
+    claims.stop_worker(session, "w1")
+    assert claims.heartbeat(session, "w1") is None
+
+
+def test_a_worker_in_maintenance_claims_nothing_and_is_reaped_when_silent(session):
+    register(session, "w1")
+    claims.enqueue(session, 7, [workload(add_ti(session))])
+    claims.set_worker_state(session, "w1", "maintenance", ("running",))
+    assert claims.claim(session, worker_id="w1", limit=10, queues=set()) == []
+    claims.set_worker_state(session, "w1", "running", ("maintenance",))
+    assert len(claims.claim(session, worker_id="w1", limit=10, queues=set())) == 1
+    claims.set_worker_state(session, "w1", "draining", ("running",))
+    session.execute(sa.text("UPDATE kestra_worker SET heartbeat_at = now() - interval '1 minute'"))
+    assert claims.reap_dead_workers(session, 30) == (1, 1, 0)
+
+
+def test_fleet_listing_counts_open_claims_and_takes_the_newest_registration_by_name(session):
+    register(session, "old", queues=("a",))
+    session.execute(sa.text("UPDATE kestra_worker SET name = 'w', started_at = now() - interval '1 hour'"))
+    register(session, "new", queues=("a", "b"))
+    session.execute(sa.text("UPDATE kestra_worker SET name = 'w' WHERE id = 'new'"))
+    for _ in range(2):
+        claims.enqueue(session, 7, [workload(add_ti(session), queue="a")])
+    claims.claim(session, worker_id="new", limit=10, queues={"a"})
+    listed = {r.id: r for r in claims.list_workers(session)}
+    assert listed["new"].running == 2 and listed["old"].running == 0
+    assert listed["new"].queues == ("a", "b")
+    assert claims.worker_named(session, "w").id == "new"
+    assert claims.worker_named(session, "nobody") is None
+
+
+def test_queue_sample_flags_queues_no_claiming_worker_serves(session):
+    register(session, "a-worker", queues=("a",))
+    register(session, "resting", queues=("b",))
+    claims.set_worker_state(session, "resting", "maintenance", ("running",))
+    session.execute(sa.text("UPDATE kestra_worker SET name = id"))
+    for queue in ("a", "b", "b"):
+        claims.enqueue(session, 7, [workload(add_ti(session), queue=queue)])
+    claims.enqueue(session, 8, [workload(add_ti(session), queue="c")])
+    sample = claims.sample_queues(session, 7, worker_timeout=30)
+    assert [(d.queue, d.waiting, d.served) for d in sample.queues] == [
+        ("a", 1, True),
+        ("b", 2, False),
+        ("c", 1, False),
+    ]
+    assert (sample.job_unclaimed, sample.job_claimed) == (3, 0)
+    register(session, "every")  # no queues: every queue
+    assert all(d.served for d in claims.sample_queues(session, 7, worker_timeout=30).queues)
+
+
+def test_a_name_is_taken_only_by_a_live_worker_that_still_exists(session):
+    from airflow_kestra_provider.worker.worker import WorkerNameTaken, check_name_free, this_host
+
+    check_name_free(session, "w", worker_timeout=30)  # nobody
+    register(session, "w")
+    session.execute(sa.text("UPDATE kestra_worker SET name = 'w', hostname = 'elsewhere'"))
+    with pytest.raises(WorkerNameTaken, match="a worker named 'w' is running"):
+        check_name_free(session, "w", worker_timeout=30)
+    # this host, a pid that is gone: the previous run of this worker, killed
+    session.execute(sa.text("UPDATE kestra_worker SET hostname = :h, pid = 999999999"), {"h": this_host()})
+    check_name_free(session, "w", worker_timeout=30)
+    session.execute(sa.text("UPDATE kestra_worker SET hostname = 'elsewhere'"))
+    session.execute(sa.text("UPDATE kestra_worker SET heartbeat_at = now() - interval '1 minute'"))
+    check_name_free(session, "w", worker_timeout=30)  # silent past the timeout

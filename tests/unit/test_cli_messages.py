@@ -36,8 +36,11 @@ def _help(*command: str, capsys: pytest.CaptureFixture[str]) -> str:
 
 
 # -- help texts -------------------------------------------------------------------------------
-def test_worker_help_names_the_kestra_option(capsys):
-    assert "(default: [kestra] worker_concurrency)" in _help("kestra", "worker", capsys=capsys)
+def test_worker_help_names_the_kestra_options(capsys):
+    text = _help("kestra", "worker", capsys=capsys)
+    assert "(default: [kestra] worker_concurrency)" in text
+    assert "(default: [kestra] queues when set, else [operators] default_queue)" in text
+    assert "[core] hostname_callable" in text
 
 
 def test_standalone_help_names_the_options(capsys):
@@ -113,6 +116,24 @@ def test_worker_reports_an_unreachable_database_in_one_line(tmp_path, closed_por
     assert line.startswith("airflow kestra worker: error: cannot reach the metadata database")
     assert f"127.0.0.1:{closed_port}" in line
     assert password not in result.stdout + result.stderr
+
+
+def test_fleet_commands_report_an_unreachable_database_in_one_line(tmp_path, closed_port):
+    url = f"postgresql+psycopg2://kestra:long-pw-123@127.0.0.1:{closed_port}/airflow?connect_timeout=2"
+    env = _clean_env(tmp_path, AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=url)
+    result = _airflow(env, "kestra", "workers", "health", "w1", cwd=tmp_path)
+    assert result.returncode == 1
+    assert _only_line(result).startswith(
+        "airflow kestra workers health: error: cannot reach the metadata database"
+    )
+
+
+def test_worker_rejects_an_empty_queue_list(tmp_path):
+    result = _airflow(_clean_env(tmp_path), "kestra", "worker", "--queues", " , ", cwd=tmp_path)
+    assert result.returncode == 1
+    assert _only_line(result) == (
+        "airflow kestra worker: error: argument --queues: give queue names, or * for every queue"
+    )
 
 
 # -- missing extras ---------------------------------------------------------------------------

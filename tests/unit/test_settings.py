@@ -74,3 +74,19 @@ def test_docs_configuration_table_is_current():
     assert settings.options_markdown_table() in docs, (
         "docs/configuration.md is stale: regenerate its table with `python -m airflow_kestra_provider.settings`"
     )
+
+
+def test_worker_queues_follow_celery_for_remote_workers_and_localexecutor_for_the_embedded_one(monkeypatch):
+    monkeypatch.delenv("AIRFLOW__KESTRA__QUEUES", raising=False)
+    monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_QUEUE", "general")
+    assert settings.worker_queues(embedded=False) == frozenset({"general"})
+    assert settings.worker_queues(embedded=True) == frozenset()  # every queue
+    assert settings.worker_queues(embedded=False, given="a, b") == frozenset({"a", "b"})
+    assert settings.worker_queues(embedded=False, given="a,*") == frozenset()
+    monkeypatch.setenv("AIRFLOW__KESTRA__QUEUES", "gpu")
+    assert settings.worker_queues(embedded=True) == frozenset({"gpu"})
+    assert settings.worker_queues(embedded=False) == frozenset({"gpu"})
+    monkeypatch.setenv("AIRFLOW__KESTRA__QUEUES", "*")
+    assert settings.worker_queues(embedded=False) == frozenset()
+    with pytest.raises(settings.KestraConfigError, match="argument --queues"):
+        settings.worker_queues(embedded=False, given=" , ")

@@ -101,3 +101,54 @@ def test_unwritten_workloads_are_written_at_the_next_heartbeat(monkeypatch):
     executor._send()
     assert attempts == [1, 1]
     assert executor._unsent == []
+
+
+# -- the stock executor gauges, as the workers see them ---------------------------------------------
+def test_stock_gauges_count_unclaimed_as_queued_and_claimed_as_running(sent, monkeypatch, statsd, settled):
+    from airflow_kestra_provider.executors.queue_sampler import QueueSampler
+    from airflow_kestra_provider.queue.claims import QueueSample
+    from tests.unit.conftest import STATSD_PREFIX
+
+    monkeypatch.setattr(claims, "report_finished", lambda session, job_id: [])
+    executor = KestraExecutor(parallelism=8)
+    executor.job_id = 5
+    job_ids: list[int | None] = []
+
+    def sample(job_id):
+        job_ids.append(job_id)
+        return QueueSample([], job_unclaimed=2, job_claimed=1)
+
+    executor._queue_sampler = QueueSampler(5.0, sample)
+    for i in range(3):
+        executor.queue_workload(execute_task(run_id=f"manual__{i}"), session=None)  # type: ignore[arg-type]
+    executor.heartbeat()  # the gauges first, then the hand-off: 3 queued in memory, 2 unclaimed
+    executor.heartbeat()  # all 3 written: stock would say 3 running, 0 queued
+    assert len(executor.running) == 3 and not executor.queued_tasks
+    settled()
+
+    def gauge(name: str) -> list[float]:
+        return statsd.received(f"{STATSD_PREFIX}.executor.{name}")
+
+    assert gauge("queued_tasks") == [3 + 2, 2]
+    assert gauge("running_tasks") == [1, 1]
+    assert gauge("open_slots") == [8, 5]  # as stock computes it
+    assert job_ids == [5]  # sampled once within pool_metrics_interval
+
+
+def test_stock_gauges_until_a_sample_worked(sent, monkeypatch, statsd, settled):
+    from airflow_kestra_provider.executors.queue_sampler import QueueSampler
+    from tests.unit.conftest import STATSD_PREFIX
+
+    monkeypatch.setattr(claims, "report_finished", lambda session, job_id: [])
+    executor = KestraExecutor(parallelism=8)
+
+    def sample(job_id):
+        raise RuntimeError("database down")
+
+    executor._queue_sampler = QueueSampler(5.0, sample)
+    executor.queue_workload(execute_task(), session=None)  # type: ignore[arg-type]
+    executor.trigger_tasks(open_slots=8)
+    executor.heartbeat()
+    settled()
+    assert statsd.received(f"{STATSD_PREFIX}.executor.running_tasks") == [1]
+    assert statsd.received(f"{STATSD_PREFIX}.executor.queued_tasks") == [0]

@@ -94,3 +94,35 @@ def test_gc_threshold_is_read_at_start_and_set_for_the_loop(session, monkeypatch
         assert gc.get_threshold() == (50000, *before[1:])
     finally:
         gc.set_threshold(*before)
+
+
+def test_each_loop_sends_its_duration_work_and_runs(runner, session, statsd, settled):
+    """A loop runs from one ``_do_scheduling`` to the next, or to the idle-sleep read that
+    follows an idle loop (the wait is not part of it); its executor events count as work."""
+    from airflow.models.taskinstancekey import TaskInstanceKey
+    from airflow.utils.state import TaskInstanceState
+
+    from airflow_kestra_provider import metrics
+    from tests.unit.conftest import STATSD_PREFIX
+
+    executor = runner.executors[0]
+    runner._do_scheduling(session)  # loop 1
+    runner._loop.dag_runs_created = 3  # as if it had created three runs
+    time.sleep(0.05)
+    executor.event_buffer = {
+        TaskInstanceKey("nope", "t", f"r{i}", 1, -1): (TaskInstanceState.SUCCESS, None) for i in range(2)
+    }
+    runner._process_executor_events(executor=executor, session=session)
+    runner._do_scheduling(session)  # loop 1 ends, loop 2 (idle) begins
+    assert runner._scheduler_idle_sleep_time == 0.0  # loop 2 ends before the idle wait
+    assert runner._scheduler_idle_sleep_time == 0.0  # no loop in progress: nothing sent
+    settled()
+
+    def got(stat: str) -> list[float]:
+        return statsd.received(f"{STATSD_PREFIX}.{stat}")
+
+    first, _ = got(metrics.SCHEDULER_LOOP_DURATION)  # milliseconds
+    assert first >= 50
+    assert got(metrics.SCHEDULER_BUSY_LOOPS) == [1]
+    assert got(metrics.SCHEDULER_RUNS_CREATED) == [3]
+    assert runner._stats == {"loops": 2, "busy_loops": 1}

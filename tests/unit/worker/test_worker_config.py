@@ -52,3 +52,14 @@ def test_sqlite_backend_is_refused_naming_the_option():
     assert airflow_settings.engine.dialect.name == "sqlite"
     with pytest.raises(KestraConfigError, match=r"\[database\] sql_alchemy_conn"):
         require_postgres()
+
+
+def test_names_come_from_hostname_callable_and_the_options(monkeypatch):
+    monkeypatch.setenv("AIRFLOW__CORE__HOSTNAME_CALLABLE", "airflow.utils.net.get_host_ip_address")
+    from airflow.utils.net import get_host_ip_address
+
+    assert WorkerSettings.from_config(embedded=False).name == get_host_ip_address()
+    assert WorkerSettings.from_config(embedded=True).name == f"{get_host_ip_address()}-embedded"
+    assert WorkerSettings.from_config(embedded=False, name=" gpu-1 ").name == "gpu-1"
+    with pytest.raises(KestraConfigError, match="argument --name"):
+        WorkerSettings.from_config(embedded=False, name="  ")
