@@ -19,10 +19,15 @@ from airflow_kestra_provider import __version__, settings
 log = logging.getLogger(__name__)
 
 # The range of apache-airflow in pyproject.toml's dependencies (a unit test checks they are equal).
-TESTED_AIRFLOW_RANGE = ">=3.3.0,<3.4"
+TESTED_AIRFLOW_RANGE = ">=3.3.2,<3.4"
 TESTED_AIRFLOW = SpecifierSet(TESTED_AIRFLOW_RANGE)
 OPTION = f"[{settings.SECTION}] allow_untested_airflow"
 OPTION_ENV = f"AIRFLOW__{settings.SECTION.upper()}__ALLOW_UNTESTED_AIRFLOW"
+
+
+def lowest_tested() -> Version:
+    """The lowest release the range allows (its ``>=`` bound): what CI tests besides the newest."""
+    return min(Version(spec.version) for spec in TESTED_AIRFLOW if spec.operator == ">=")
 
 
 def _installed_airflow_version() -> Version:
@@ -40,7 +45,7 @@ class UntestedAirflowVersion(settings.KestraConfigError):
 
 def is_tested(version: Version) -> bool:
     """Whether ``version`` is in the tested range; a pre-release or dev build counts as its release
-    (3.3.1rc1 as 3.3.1, 3.4.0.dev0 as 3.4.0)."""
+    (3.3.3rc1 as 3.3.3, 3.4.0.dev0 as 3.4.0)."""
     return Version(version.base_version) in TESTED_AIRFLOW
 
 
@@ -70,3 +75,11 @@ def check_airflow_version(component: str) -> None:
         log.warning("%s; %s starts anyway because %s is set", _outside(version), component, OPTION)
         return
     raise UntestedAirflowVersion(untested_message(component, version))
+
+
+if __name__ == "__main__":  # `python -m airflow_kestra_provider.version_compat --lowest`
+    import sys
+
+    if sys.argv[1:] != ["--lowest"]:
+        sys.exit("usage: python -m airflow_kestra_provider.version_compat --lowest")
+    print(lowest_tested())

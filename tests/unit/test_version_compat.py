@@ -49,13 +49,13 @@ def test_the_installed_airflow_is_in_range():
     check_airflow_version("airflow kestra scheduler")
 
 
-@pytest.mark.parametrize("version", ["3.3.0", "3.3.2", "3.3.17", "3.3.1rc1", "3.3.3.dev0"])
+@pytest.mark.parametrize("version", ["3.3.2", "3.3.17", "3.3.2rc1", "3.3.3.dev0"])
 def test_versions_in_range_pass(airflow_version, version):
     airflow_version(version)
     check_airflow_version("airflow kestra scheduler")
 
 
-@pytest.mark.parametrize("version", ["3.4.0", "3.4.0.dev0", "3.4.0rc1", "3.2.9", "4.0.0"])
+@pytest.mark.parametrize("version", ["3.4.0", "3.4.0.dev0", "3.4.0rc1", "3.3.1", "3.3.0", "3.2.9", "4.0.0"])
 def test_a_version_out_of_range_raises_one_line_naming_both_versions(airflow_version, version):
     airflow_version(version)
     with pytest.raises(UntestedAirflowVersion) as err:
