@@ -14,7 +14,8 @@ and overrides only small methods:
 * ``_get_current_dag`` and ``scheduler_dag_bag``: every DAG lookup (run creation, asset
   conditions, run scheduling, executor events) goes through one version-keyed, size-bounded
   :class:`~.dag_cache.KestraDagCache`; a batch of runs resolves its DAGs' newest versions with
-  one query (``_new_batch`` before each batch).
+  one query. What a batch knows is one :class:`~.batch.Batch`, replaced by ``_begin_batch``
+  at the start of each batch.
 * Cron schedule descriptions are computed once per expression (:mod:`.cron_descriptions`), not
   once per deserialized DAG.
 * ``_create_dagruns_for_dags``: ready asset-triggered DAGs first, then due DAGs in batches of
@@ -66,6 +67,7 @@ from airflow_kestra_provider.scheduler import (
     queued_runs,
     running_runs,
 )
+from airflow_kestra_provider.scheduler.batch import Batch
 from airflow_kestra_provider.scheduler.batching import take_in_batches
 from airflow_kestra_provider.scheduler.dag_cache import KestraDagCache, loaded_runs
 from airflow_kestra_provider.scheduler.next_run_memo import NextRunMemo
@@ -137,8 +139,7 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         self._gc_threshold = settings.scheduler_gc_threshold()
         self._listen_notify = settings.listen_notify()
         self._waker: notify.NotifyWaker | None = None
-        self._prefetched: dict[str, SerializedDAG] = {}
-        self._runs_on_newest: set[tuple[str, str]] | None = None
+        self._batch = Batch()  # replaced by _begin_batch
         self._asset_memo = due_dags.AssetConditionMemo()
         self._loop = LoopWork()
         self.dag_runs_created_total = 0
@@ -189,12 +190,12 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
             self.backoff.busy(time.monotonic())
         self._loop = LoopWork()
         self._loop_started = time.monotonic()
-        self._new_batch()
+        self._begin_batch()
         try:
             with self._loop.watching(session):
                 self._loop.tis_queued = super()._do_scheduling(session)
         finally:
-            self._new_batch()  # lookups between loops ask the database again
+            self._begin_batch()  # lookups between loops ask the database again
         self.dag_runs_created_total += self._loop.dag_runs_created
         self._log_stats()
         return self._loop.total
@@ -264,7 +265,7 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
 
     # -- DAG lookups ---------------------------------------------------------------------------
     def _get_current_dag(self, dag_id: str, session: Session) -> SerializedDAG | None:
-        dag = self._prefetched.get(dag_id)
+        dag = self._batch.dags.get(dag_id)
         if dag is not None:
             return dag
         try:
@@ -362,7 +363,7 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
             if not runs:  # all locked by another scheduler, or their DAGs at max_active_runs
                 return
             probe = LoopWork()  # counts the runs this call moved to RUNNING
-            self._new_batch()
+            self._begin_batch()
             with probe.watching(session), queued_runs.stock_start_gets(runs, session):
                 super()._start_queued_dagruns(session)
                 session.flush()
@@ -432,7 +433,7 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         own query. The session only keeps objects something refers to: hold the rows until the
         batch is done. Each run's decision then reads its task instances from
         :mod:`.examined_tis` instead of one query per run."""
-        self._new_batch()
+        self._begin_batch()
         dag_models = running_runs.load_dag_models({run.dag_id for run in batch}, session)
         tis = examined_tis.load_task_instances(batch, session)
         with examined_tis.serving(batch, tis, session):
@@ -446,22 +447,25 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         newest = self.dag_cache.newest_version_id(dag_run.dag_id, session)
         if newest is None:
             return False
-        if self._runs_on_newest is None:  # first run of this batch: ask for all its runs at once
+        batch = self._batch
+        if batch.runs_on_newest is None:  # first run of this batch: ask for all its runs at once
             runs = [
                 (d, r, v)
                 for d, r in loaded_runs(session)
                 if (v := self.dag_cache.newest_version_id(d, session))
             ]
-            self._runs_on_newest = running_runs.runs_with_tis_of_versions(session, runs)
-        if (dag_run.dag_id, dag_run.run_id) in self._runs_on_newest:
+            batch.runs_on_newest = running_runs.runs_with_tis_of_versions(session, runs)
+        if (dag_run.dag_id, dag_run.run_id) in batch.runs_on_newest:
             return True
         examined_tis.forget(dag_run)  # verify_integrity may add task instances: read them anew
         return super()._verify_integrity_if_dag_changed(dag_run, session)
 
-    def _new_batch(self) -> None:
-        """Forget the per-batch answers (newest DAG versions, runs already on them)."""
+    def _begin_batch(self, dags: dict[str, SerializedDAG] | None = None) -> Batch:
+        """A new :class:`~.batch.Batch` (with ``dags`` already loaded): the previous batch's
+        answers (its DAGs, the newest DAG versions, the runs already on them) are forgotten."""
         self.dag_cache.forget_run_versions()
-        self._runs_on_newest = None
+        self._batch = Batch(dags=dags or {})
+        return self._batch
 
     def _create_asset_runs(self, dag_models: list[DagModel], session: Session) -> None:
         self._create_dag_runs_asset_triggered(dag_models=dag_models, session=session)
@@ -471,11 +475,12 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         if not dag_models:
             return
         try:
-            self._prefetched = self.dag_cache.get_latest_many((d.dag_id for d in dag_models), session)
+            dags = self.dag_cache.get_latest_many((d.dag_id for d in dag_models), session)
         except Exception:
             self.log.exception("Failed to load DAGs of a batch; falling back to one by one")
-            self._prefetched = {}
+            dags = {}
+        self._begin_batch(dags)
         try:
             create(dag_models, session)
         finally:
-            self._prefetched = {}
+            self._begin_batch()

@@ -166,7 +166,7 @@ def _examined_statements(runner, session, examine, runs) -> list[str]:
     event.listen(settings.engine, "before_cursor_execute", record)
     try:
         with prohibit_commit(session) as guard:
-            runner._new_batch()
+            runner._begin_batch()
             examine(guard, runs, session)
     finally:
         event.remove(settings.engine, "before_cursor_execute", record)
@@ -379,7 +379,7 @@ def test_examining_a_batch_checks_dag_versions_with_one_query_and_still_verifies
     event.listen(settings.engine, "before_cursor_execute", record)
     try:
         with prohibit_commit(session) as guard:
-            runner._new_batch()
+            runner._begin_batch()
             assert [runner._verify_integrity_if_dag_changed(run, session) for run in runs] == [True] * 3
             guard.commit()
     finally:
