@@ -340,3 +340,24 @@ def test_a_name_is_taken_only_by_a_live_worker_that_still_exists(session):
     session.execute(sa.text("UPDATE kestra_worker SET hostname = 'elsewhere'"))
     session.execute(sa.text("UPDATE kestra_worker SET heartbeat_at = now() - interval '1 minute'"))
     check_name_free(session, "w", worker_timeout=30)  # silent past the timeout
+
+
+def test_two_workers_claiming_at_once_skip_each_others_locked_rows(session, engine):
+    register(session, "w1")
+    register(session, "w2")
+    ids = set()
+    for _ in range(4):
+        w = workload(add_ti(session))
+        claims.enqueue(session, 7, [w])
+        ids.add(w.id)
+    session.commit()
+    with Session(engine) as first, Session(engine) as second:
+        first.execute(sa.text("SET lock_timeout = '2s'"))  # blocking instead of skipping would fail
+        second.execute(sa.text("SET lock_timeout = '2s'"))
+        mine = {c.id for c in claims.claim(first, worker_id="w1", limit=2, queues=set())}  # locks held
+        theirs = {c.id for c in claims.claim(second, worker_id="w2", limit=10, queues=set())}
+        second.commit()
+        first.commit()
+    assert len(mine) == 2 and len(theirs) == 2
+    assert mine | theirs == ids
+    assert claims.claim(session, worker_id="w1", limit=10, queues=set()) == []
