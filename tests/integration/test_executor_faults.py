@@ -61,13 +61,6 @@ def stack(start_stack, tmp_path_factory, marks):
     return stack
 
 
-@pytest.fixture(scope="module")
-def db(stack):
-    engine = sa.create_engine(stack.config.sql_alchemy_conn)
-    yield engine
-    engine.dispose()
-
-
 def start_worker(stack, db, name: str, concurrency: int = 2) -> tuple[Component, str]:
     worker = stack.supervisor.start(
         name,

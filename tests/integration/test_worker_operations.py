@@ -138,13 +138,6 @@ def stack(start_stack, tmp_path_factory, statsd):
     return stack
 
 
-@pytest.fixture(scope="module")
-def db(stack):
-    engine = sa.create_engine(stack.config.sql_alchemy_conn)
-    yield engine
-    engine.dispose()
-
-
 def kestra(stack, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         airflow_argv("kestra", *args),
