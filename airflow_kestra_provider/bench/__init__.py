@@ -1,1 +1,1 @@
-"""``airflow kestra bench``: latency at a fixed open-loop rate, stock Airflow against ours."""
+"""``airflow kestra bench``: latency at a fixed open-loop rate, stock Airflow against the Kestra stack."""

@@ -1,4 +1,4 @@
-"""``bench compare`` and ``bench chain``: the same load on each chosen stack (stock, executor, ours), side by side."""
+"""``bench compare`` and ``bench chain``: the same load on each chosen stack (stock, executor, kestra), side by side."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ class StackPlan:
     """Where and how the throw-away stacks run."""
 
     dags_source: Path
-    stacks: Sequence[str] = ("stock", "ours")
+    stacks: Sequence[str] = ("stock", "kestra")
     work_dir: Path | None = None
     postgres_url: str | None = None
     api_workers: int = 1

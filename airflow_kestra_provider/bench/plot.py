@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 WIDTH_IN, HEIGHT_IN, DPI = 8.0, 5.0, 100  # 800 x 500 pixels
 
-COLOURS = {"stock": "tab:blue", "executor": "tab:green", "ours": "tab:orange"}
+COLOURS = {"stock": "tab:blue", "executor": "tab:green", "kestra": "tab:orange"}
 
 
 if TYPE_CHECKING:

@@ -76,8 +76,8 @@ class Scenario:
 
 
 def scenarios(kills: Sequence[str], stacks: Sequence[str]) -> list[Scenario]:
-    """``worker`` runs on ours with two remote workers whatever ``stacks`` says; ``scheduler``
-    on each of ``stacks`` (stock and/or ours)."""
+    """``worker`` runs on kestra-remote2 (two remote workers) whatever ``stacks`` says;
+    ``scheduler`` on each of ``stacks`` (stock and/or kestra)."""
     bad = [k for k in kills if k not in KILLS]
     if not kills or bad:
         raise BenchUsageError(
@@ -86,11 +86,11 @@ def scenarios(kills: Sequence[str], stacks: Sequence[str]) -> list[Scenario]:
     found = []
     for kill in kills:
         if kill == "worker":
-            found.append(Scenario("worker", "ours-remote2"))
+            found.append(Scenario("worker", "kestra-remote2"))
             continue
         for stack in stacks:
-            if stack not in ("stock", "ours"):
-                raise BenchUsageError(f"--stacks for --kill scheduler takes stock and ours, got {stack!r}")
+            if stack not in ("stock", "kestra"):
+                raise BenchUsageError(f"--stacks for --kill scheduler takes stock and kestra, got {stack!r}")
             found.append(Scenario("scheduler", stack))
     return found
 

@@ -5,9 +5,9 @@ executor and the scheduler command differ:
 
 * "stock": LocalExecutor under ``airflow scheduler``;
 * "executor": KestraExecutor under the stock ``airflow scheduler`` (the executor alone);
-* "ours": whatever ``airflow kestra standalone`` runs (executor and scheduler command taken from
+* "kestra": whatever ``airflow kestra standalone`` runs (executor and scheduler command taken from
   the standalone command, so the comparison follows it);
-* "ours-remote1", "ours-remote2": "ours" with the embedded worker off and one or two
+* "kestra-remote1", "kestra-remote2": "kestra" with the embedded worker off and one or two
   ``airflow kestra worker`` processes running the tasks instead.
 """
 
@@ -27,7 +27,7 @@ from airflow_kestra_provider.stack.environment import KESTRA_EXECUTOR, StackConf
 from airflow_kestra_provider.stack.processes import airflow_argv
 from airflow_kestra_provider.stack.stack import AirflowStack
 
-FLAVOURS = ("stock", "executor", "ours", "ours-remote1", "ours-remote2")
+FLAVOURS = ("stock", "executor", "kestra", "kestra-remote1", "kestra-remote2")
 
 
 @dataclass(frozen=True)
@@ -43,15 +43,15 @@ def flavour(name: str) -> Flavour:
         return Flavour("stock", "LocalExecutor", ("scheduler",))
     if name == "executor":
         return Flavour("executor", KESTRA_EXECUTOR, ("scheduler",))
-    if name == "ours":
+    if name == "kestra":
         from airflow_kestra_provider.cli.standalone_command import (
             STANDALONE_EXECUTOR,
             STANDALONE_SCHEDULER_ARGS,
         )
 
-        return Flavour("ours", STANDALONE_EXECUTOR, tuple(STANDALONE_SCHEDULER_ARGS))
-    if name in ("ours-remote1", "ours-remote2"):
-        return Flavour(name, KESTRA_EXECUTOR, flavour("ours").scheduler_args, remote_workers=int(name[-1]))
+        return Flavour("kestra", STANDALONE_EXECUTOR, tuple(STANDALONE_SCHEDULER_ARGS))
+    if name in ("kestra-remote1", "kestra-remote2"):
+        return Flavour(name, KESTRA_EXECUTOR, flavour("kestra").scheduler_args, remote_workers=int(name[-1]))
     raise ValueError(f"unknown stack {name!r}: expected one of {', '.join(FLAVOURS)}")
 
 

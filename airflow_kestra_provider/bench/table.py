@@ -23,10 +23,10 @@ def fmt_cpu(value: float | None) -> str:
     return "-" if value is None else f"{value * 1000:.0f} ms"
 
 
-def fmt_ratio(stock: float | None, ours: float | None) -> str:
-    if stock is None or ours is None or ours == 0:
+def fmt_ratio(stock: float | None, other: float | None) -> str:
+    if stock is None or other is None or other == 0:
         return "-"
-    return f"{stock / ours:.2f}x"
+    return f"{stock / other:.2f}x"
 
 
 def markdown(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

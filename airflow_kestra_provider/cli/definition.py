@@ -141,11 +141,11 @@ ARG_BENCH_OUT = Arg(("--out",), required=True, help="Folder for results.md, late
 ARG_BENCH_CHAIN_OUT = Arg(("--out",), help="Folder for chain.md and chain.json (optional)")
 ARG_BENCH_STACKS = Arg(
     ("--stacks",),
-    default="stock,ours",
+    default="stock,kestra",
     help="Comma-separated stacks to run, in this order: stock (LocalExecutor, airflow scheduler), "
-    "executor (KestraExecutor, airflow scheduler), ours (airflow kestra standalone), ours-remote1 and "
-    "ours-remote2 (ours with the embedded worker off and 1 or 2 airflow kestra worker processes); "
-    "default stock,ours",
+    "executor (KestraExecutor, airflow scheduler), kestra (airflow kestra standalone), kestra-remote1 "
+    "and kestra-remote2 (kestra with the embedded worker off and 1 or 2 airflow kestra worker "
+    "processes); default stock,kestra",
 )
 ARG_BENCH_WORK_DIR = Arg(
     ("--work-dir",), help="Folder for the throw-away AIRFLOW_HOMEs (default: a temp dir)"
@@ -224,8 +224,8 @@ ARG_BENCH_RECOVERY_KILL = Arg(
 )
 ARG_BENCH_RECOVERY_STACKS = Arg(
     ("--stacks",),
-    default="ours",
-    help="Stacks for --kill scheduler: stock and/or ours (default ours; stock waits for Airflow's "
+    default="kestra",
+    help="Stacks for --kill scheduler: stock and/or kestra (default kestra; stock waits for Airflow's "
     "heartbeat timeouts, about 5 minutes)",
 )
 ARG_BENCH_RECOVERY_RUNS = Arg(
@@ -271,7 +271,7 @@ BENCH_COMMANDS = (
     ),
     ActionCommand(
         name="compare",
-        help="Run the same load on throw-away stacks (--stacks stock,executor,ours); write a table and a plot",
+        help="Run the same load on throw-away stacks (--stacks stock,executor,kestra); write a table and a plot",
         func=lazy_load_command("airflow_kestra_provider.cli.bench_command.bench_compare"),
         args=(
             ARG_BENCH_DAG,
@@ -335,7 +335,7 @@ BENCH_COMMANDS = (
     ActionCommand(
         name="scale",
         help="N synthetic DAGs: time until every due run exists and is done, or per-loop time with pending "
-        "asset conditions; stock and ours",
+        "asset conditions; stock and kestra",
         func=lazy_load_command("airflow_kestra_provider.cli.bench_command.bench_scale"),
         args=(
             ARG_BENCH_SCALE_DAGS,
@@ -424,7 +424,7 @@ KESTRA_COMMANDS = (
     ),
     GroupCommand(
         name="bench",
-        help="Latency at fixed rates (Kestra's benchmark) for this deployment, or stock against ours",
+        help="Latency at fixed rates (Kestra's benchmark) for this deployment, or stock against the Kestra stack",
         subcommands=BENCH_COMMANDS,
     ),
 )

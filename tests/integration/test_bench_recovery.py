@@ -25,7 +25,7 @@ def test_scheduler_kill_with_default_settings_recovers_every_task(embedded_postg
         tmp_path,
         "recovery",
         "--kill", "scheduler",
-        "--stacks", "ours",
+        "--stacks", "kestra",
         "--runs", "4",
         "--sleep", "10",
         "--timeout", str(BELOW_STOCK_TIMEOUTS),
@@ -40,4 +40,4 @@ def test_scheduler_kill_with_default_settings_recovers_every_task(embedded_postg
     assert found["affected"] >= 1
     assert found["recovered"] == found["affected"], found
     assert found["run_states"] == {"success": 4 + 1}, found  # and the bench's priming run
-    assert "| scheduler | ours |" in (out / "recovery.md").read_text()
+    assert "| scheduler | kestra |" in (out / "recovery.md").read_text()

@@ -123,7 +123,7 @@ def test_asset_dags_hold_pending_conditions(embedded_postgres, tmp_path_factory,
 def plan(embedded_postgres, tmp_path_factory) -> StackPlan:
     return StackPlan(
         dags_source=DAGS_EXAMPLES,
-        stacks=("ours",),
+        stacks=("kestra",),
         work_dir=tmp_path_factory.mktemp("scale_cmd"),
         postgres_url=embedded_postgres.sqlalchemy_url(),
         quiet=True,
@@ -141,7 +141,7 @@ def test_scheduler_runs_every_cloned_dag(plan: StackPlan, tmp_path: Path):
     assert result["first_created_seconds"] >= 0
     assert result["loops"]["count"] > 0
     assert (tmp_path / "scale.json").exists()
-    assert f"| ours | {COUNT} |" in (tmp_path / "scale.md").read_text()
+    assert f"| kestra | {COUNT} |" in (tmp_path / "scale.md").read_text()
 
 
 def test_asset_schedule_times_loops_and_creates_no_run(plan: StackPlan):

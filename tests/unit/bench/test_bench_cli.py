@@ -51,13 +51,33 @@ def test_unreachable_database(capsys):
 
 def test_compare_bad_stacks(capsys, tmp_path):
     code, err = _run(
-        ["kestra", "bench", "compare", "--rates", "2", "--out", str(tmp_path), "--stacks", "stock,kestra"],
+        ["kestra", "bench", "compare", "--rates", "2", "--out", str(tmp_path), "--stacks", "stock,celery"],
         capsys,
     )
     assert code == 2
     assert err == [
-        "airflow kestra bench: error: --stacks takes a comma-separated subset of stock,executor,ours,ours-remote1,ours-remote2, got 'stock,kestra'"
+        "airflow kestra bench: error: --stacks takes a comma-separated subset of stock,executor,kestra,kestra-remote1,kestra-remote2, got 'stock,celery'"
     ]
+
+
+@pytest.mark.parametrize("old", ["ours", "stock,ours", "ours-remote1", "kestra,ours-remote2"])
+@pytest.mark.parametrize(
+    "command", [["compare", "--rates", "2"], ["chain"], ["ceiling"], ["scale", "--dags", "10"], ["recovery"]]
+)
+def test_the_former_stack_names_are_refused(old, command, capsys, tmp_path):
+    code, err = _run(["kestra", "bench", *command, "--out", str(tmp_path), "--stacks", old], capsys)
+    assert code == 2
+    assert err == [
+        "airflow kestra bench: error: --stacks takes a comma-separated subset of "
+        f"stock,executor,kestra,kestra-remote1,kestra-remote2, got {old!r}"
+    ]
+
+
+def test_the_kestra_stack_is_the_default():
+    parser = cli_parser.get_parser()
+    assert parser.parse_args(["kestra", "bench", "compare", "--out", "x"]).stacks == "stock,kestra"
+    assert parser.parse_args(["kestra", "bench", "scale", "--dags", "10"]).stacks == "stock,kestra"
+    assert parser.parse_args(["kestra", "bench", "recovery"]).stacks == "kestra"
 
 
 @pytest.mark.parametrize(
@@ -71,7 +91,7 @@ def test_compare_bad_stacks(capsys, tmp_path):
     ],
 )
 def test_scale_bad_dags(dags, needle, capsys):
-    code, err = _run(["kestra", "bench", "scale", "--dags", dags, "--stacks", "ours"], capsys)
+    code, err = _run(["kestra", "bench", "scale", "--dags", dags, "--stacks", "kestra"], capsys)
     assert code == 2
     assert len(err) == 1
     assert err[0] == f"airflow kestra bench: error: {needle}"
@@ -84,8 +104,8 @@ def test_scale_bad_dags(dags, needle, capsys):
         (["--timeout", "0"], "--timeout must be > 0, got 0.0"),
         (["--schedule", "assets", "--duration", "-5"], "--duration must be > 0, got -5.0"),
         (
-            ["--stacks", "stock,kestra"],
-            "--stacks takes a comma-separated subset of stock,executor,ours,ours-remote1,ours-remote2",
+            ["--stacks", "stock,ours"],
+            "--stacks takes a comma-separated subset of stock,executor,kestra,kestra-remote1,kestra-remote2",
         ),
     ],
 )
@@ -110,22 +130,29 @@ def test_three_stack_flavours():
     from airflow_kestra_provider.cli.standalone_command import STANDALONE_SCHEDULER_ARGS
     from airflow_kestra_provider.stack.environment import KESTRA_EXECUTOR
 
-    assert _stacks("stock,executor,ours") == ["stock", "executor", "ours"]
+    assert _stacks("stock,executor,kestra") == ["stock", "executor", "kestra"]
     assert flavour("stock").executor == "LocalExecutor"
     assert flavour("executor").executor == KESTRA_EXECUTOR
     assert flavour("executor").scheduler_args == flavour("stock").scheduler_args == ("scheduler",)
-    assert flavour("ours").executor == KESTRA_EXECUTOR
-    assert flavour("ours").scheduler_args == tuple(STANDALONE_SCHEDULER_ARGS)
-    assert flavour("ours").remote_workers == 0
-    assert flavour("ours-remote2").remote_workers == 2
-    assert flavour("ours-remote1").scheduler_args == tuple(STANDALONE_SCHEDULER_ARGS)
+    assert flavour("kestra").executor == KESTRA_EXECUTOR
+    assert flavour("kestra").scheduler_args == tuple(STANDALONE_SCHEDULER_ARGS)
+    assert flavour("kestra").remote_workers == 0
+    assert flavour("kestra-remote2").remote_workers == 2
+    assert flavour("kestra-remote1").scheduler_args == tuple(STANDALONE_SCHEDULER_ARGS)
+    with pytest.raises(
+        ValueError, match="expected one of stock, executor, kestra, kestra-remote1, kestra-remote2"
+    ):
+        flavour("ours")
 
 
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
         (["recovery", "--kill", "triggerer"], "--kill takes a comma-separated subset of worker,scheduler"),
-        (["recovery", "--kill", "scheduler", "--stacks", "executor"], "--stacks for --kill scheduler"),
+        (
+            ["recovery", "--kill", "scheduler", "--stacks", "executor"],
+            "--stacks for --kill scheduler takes stock and kestra, got 'executor'",
+        ),
         (["recovery", "--runs", "0"], "--runs must be >= 1"),
         (["recovery", "--sleep", "0"], "--sleep must be > 0"),
         (["ceiling", "--out", "x", "--rates", "2,zero"], "rate 'zero' is not a number"),

@@ -50,13 +50,13 @@ def test_the_markdown_has_the_ceiling_and_cpu_per_component_side_by_side():
         "results": [
             {"stack": "stock", "ceiling": 2, "fast_ceiling": 2, "cpu_step": cpu({"scheduler": 0.2, "postgres": 0.1}),
              "steps": [step(2, 2.0, 0.9), step(4, 2.5, 20.0)]},
-            {"stack": "ours", "ceiling": None, "fast_ceiling": None, "cpu_step": cpu({"scheduler": 0.05, "kestra-worker-1": 0.02,
+            {"stack": "kestra", "ceiling": None, "fast_ceiling": None, "cpu_step": cpu({"scheduler": 0.05, "kestra-worker-1": 0.02,
              "kestra-worker-2": 0.01}), "steps": [step(2, 1.0, 3.0)]},
         ],
     }  # fmt: skip
     text = ceiling_markdown(report)
     assert "| stock | 2.00/s | 900 ms | 2.00/s | 300 ms |" in text
-    assert "| ours | none | - | none | 80 ms |" in text
+    assert "| kestra | none | - | none | 80 ms |" in text
     assert "| scheduler | 200 ms | 50 ms |" in text
     assert "| kestra-worker | - | 30 ms |" in text
     assert "| stock | 4/s | 10/10 | 2.50/s | 20.00 s | no | no |" in text

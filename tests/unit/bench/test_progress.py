@@ -22,7 +22,7 @@ class FakeClock:
 def _plain(clock_: FakeClock, line_every: float = 5.0) -> tuple[ProgressBar, io.StringIO]:
     stream = io.StringIO()  # not a terminal
     console = Console(file=stream, get_time=clock_)
-    return ProgressBar("  ours 5/s", quiet=False, line_every=line_every, console=console), stream
+    return ProgressBar("  kestra 5/s", quiet=False, line_every=line_every, console=console), stream
 
 
 def test_clock():
@@ -42,9 +42,9 @@ def test_plain_lines_with_elapsed_and_eta():
     bar.update(8, 10, "sent, 5 finished")
     bar.close("done: 10/10 measured runs finished")
     assert stream.getvalue().splitlines() == [
-        "  ours 5/s [######........................] 2/10 sent, 0 finished; elapsed 0:00:02, ETA -:--:--",
-        "  ours 5/s [########################......] 8/10 sent, 5 finished; elapsed 0:00:08, ETA 0:00:02",
-        "  ours 5/s done: 10/10 measured runs finished",
+        "  kestra 5/s [######........................] 2/10 sent, 0 finished; elapsed 0:00:02, ETA -:--:--",
+        "  kestra 5/s [########################......] 8/10 sent, 5 finished; elapsed 0:00:08, ETA 0:00:02",
+        "  kestra 5/s done: 10/10 measured runs finished",
     ]
 
 
@@ -52,7 +52,8 @@ def test_plain_line_without_detail():
     bar, stream = _plain(FakeClock(), line_every=0)
     bar.update(0, 0)
     assert (
-        stream.getvalue() == "  ours 5/s [..............................] 0/0; elapsed 0:00:00, ETA 0:00:00\n"
+        stream.getvalue()
+        == "  kestra 5/s [..............................] 0/0; elapsed 0:00:00, ETA 0:00:00\n"
     )
 
 

@@ -56,15 +56,15 @@ def test_compare_rows_put_the_stacks_side_by_side_rate_by_rate():
         "rates": [2, 5],
         "results": {
             "stock": [_step(2, 1.5, 2.0, 3.0), _step(5, 30.0, 50.0, 60.0, completed=6, throughput=3.1)],
-            "ours": [_step(2, 0.2, 0.3, 0.4), SKIPPED | {"rate": 5}],
+            "kestra": [_step(2, 0.2, 0.3, 0.4), SKIPPED | {"rate": 5}],
         },
     }
     rows = compare_rows(report)
     assert [(r["stack"], r["rate"]) for r in rows] == [
         ("stock", "2/s"),
-        ("ours", "2/s"),
+        ("kestra", "2/s"),
         ("stock", "5/s"),
-        ("ours", "5/s"),
+        ("kestra", "5/s"),
     ]
     assert rows[0] == {"stack": "stock", "rate": "2/s", "sent": "10", "finished": "10", "p50": "1.50 s",
                        "p90": "2.00 s", "p99": "3.00 s", "throughput": "2.00/s"}  # fmt: skip
@@ -77,14 +77,14 @@ def test_chain_rows():
     results = [
         {"stack": "stock", "runs": 20, "completed": 20, "per_link": {"p50": 1.9, "p90": 2.4, "max": 3.1},
          "duration": {"p50": 19.0}},
-        {"stack": "ours", "runs": 20, "completed": 19, "per_link": {"p50": 0.12, "p90": 0.2, "max": 0.5},
+        {"stack": "kestra", "runs": 20, "completed": 19, "per_link": {"p50": 0.12, "p90": 0.2, "max": 0.5},
          "duration": {"p50": 1.2}},
         {"stack": "executor", "runs": 20, "completed": 0, "per_link": None, "duration": None},
     ]  # fmt: skip
     assert chain_rows(results) == [
         {"stack": "stock", "runs": "20/20", "per_link_p50": "1.90 s", "per_link_p90": "2.40 s",
          "per_link_max": "3.10 s", "run_duration_p50": "19.00 s"},
-        {"stack": "ours", "runs": "19/20", "per_link_p50": "120 ms", "per_link_p90": "200 ms",
+        {"stack": "kestra", "runs": "19/20", "per_link_p50": "120 ms", "per_link_p90": "200 ms",
          "per_link_max": "500 ms", "run_duration_p50": "1.20 s"},
         {"stack": "executor", "runs": "0/20", "per_link_p50": "-", "per_link_p90": "-", "per_link_max": "-",
          "run_duration_p50": "-"},
@@ -102,13 +102,13 @@ def test_ceiling_rows():
         "results": [
             {"stack": "stock", "ceiling": 4, "fast_ceiling": 2, "cpu_step": cpu(0.31),
              "steps": [_step(2, 0.9, 1.0, 1.1), _step(4, 3.2, 4.0, 5.0), _step(6, 20.0, 30.0, 40.0)]},
-            {"stack": "ours", "ceiling": None, "fast_ceiling": None, "cpu_step": {}, "steps": [_step(2, 12.0, 13.0, 14.0)]},
+            {"stack": "kestra", "ceiling": None, "fast_ceiling": None, "cpu_step": {}, "steps": [_step(2, 12.0, 13.0, 14.0)]},
         ],
     }  # fmt: skip
     assert ceiling_rows(report) == [
         {"stack": "stock", "ceiling": "4.00/s", "p50_at_ceiling": "3.20 s", "fast_ceiling": "2.00/s",
          "cpu_rate": "5/s", "cpu_per_run": "310 ms"},
-        {"stack": "ours", "ceiling": "none", "p50_at_ceiling": "-", "fast_ceiling": "none", "cpu_rate": "5/s",
+        {"stack": "kestra", "ceiling": "none", "p50_at_ceiling": "-", "fast_ceiling": "none", "cpu_rate": "5/s",
          "cpu_per_run": "-"},
     ]  # fmt: skip
 
@@ -119,7 +119,7 @@ def test_recovery_rows():
         return {"affected": affected, "recovered": affected, "seconds": seconds}
 
     results = [
-        {"kill": "worker", "stack": "ours-remote2", "affected": 6, "recovered": 6, "all_recovered_after": 32.1,
+        {"kill": "worker", "stack": "kestra-remote2", "affected": 6, "recovered": 6, "all_recovered_after": 32.1,
          "by_state_at_kill": {"queued": state(2, 0.8), "running": state(4, 32.1)},
          "run_states": {"success": 12}},
         {"kill": "scheduler", "stack": "stock", "affected": 3, "recovered": 1, "all_recovered_after": None,
@@ -127,7 +127,7 @@ def test_recovery_rows():
          "run_states": {"success": 10, "running": 2}},
     ]  # fmt: skip
     assert recovery_rows(results) == [
-        {"kill": "worker", "stack": "ours-remote2", "affected": "6", "queued_at_kill": "2", "running_at_kill": "4",
+        {"kill": "worker", "stack": "kestra-remote2", "affected": "6", "queued_at_kill": "2", "running_at_kill": "4",
          "recovered": "6/6", "all_recovered_after": "32.10 s", "queued_max": "800 ms", "running_max": "32.10 s",
          "runs": "12 success"},
         {"kill": "scheduler", "stack": "stock", "affected": "3", "queued_at_kill": "0", "running_at_kill": "3",
@@ -143,18 +143,18 @@ def test_scale_rows():
         "all_finished_seconds": 42.6, "runs_created_per_second": 4.82,
         "loops": {"count": 80, "p50": 0.539, "p99": 0.98, "max": 0.984},
     }  # fmt: skip
-    ours = {
+    kestra = {
         **stock,
-        "stack": "ours",
+        "stack": "kestra",
         "runs_created_per_second": 48.2,
         "all_created_seconds": 4.15,
         "loops": None,
     }
-    assert scale_rows([stock, ours]) == [
+    assert scale_rows([stock, kestra]) == [
         {"stack": "stock", "dags": "200", "load": "6.40 s", "startup": "5.20 s", "all_runs_created": "41.50 s",
          "runs_created_per_s": "4.8", "vs_stock": "-", "all_runs_finished": "42.60 s", "loops": "80",
          "loop_p50": "539 ms", "loop_p99": "980 ms", "loop_max": "984 ms"},
-        {"stack": "ours", "dags": "200", "load": "6.40 s", "startup": "5.20 s", "all_runs_created": "4.15 s",
+        {"stack": "kestra", "dags": "200", "load": "6.40 s", "startup": "5.20 s", "all_runs_created": "4.15 s",
          "runs_created_per_s": "48.2", "vs_stock": "10.0x", "all_runs_finished": "42.60 s", "loops": "0",
          "loop_p50": "-", "loop_p99": "-", "loop_max": "-"},
     ]  # fmt: skip
@@ -183,7 +183,7 @@ def test_json_output_prints_the_rows(capsys):
 
 
 def test_yaml_plain_and_table_outputs(capsys):
-    rows = chain_rows([{"stack": "ours", "runs": 2, "completed": 2, "per_link": {"p50": 0.1, "p90": 0.2, "max": 0.3},
+    rows = chain_rows([{"stack": "kestra", "runs": 2, "completed": 2, "per_link": {"p50": 0.1, "p90": 0.2, "max": 0.3},
                         "duration": {"p50": 1.0}}])  # fmt: skip
     _print_rows(rows, argparse.Namespace(output="yaml"))
     assert yaml.safe_load(capsys.readouterr().out) == rows

@@ -73,10 +73,10 @@ DONE = {
 
 
 def test_scale_table():
-    ours = {**DONE, "stack": "ours", "runs_created_per_second": 48.2, "all_created_seconds": 4.15}
+    kestra = {**DONE, "stack": "kestra", "runs_created_per_second": 48.2, "all_created_seconds": 4.15}
     timed_out = {
         **DONE,
-        "stack": "ours",
+        "stack": "kestra",
         "dags": 100000,
         "scheduled_seconds": 900.0,
         "created": 15000,
@@ -86,12 +86,12 @@ def test_scale_table():
         "runs_created_per_second": 16.7,
         "loops": None,
     }
-    lines = scale_table([DONE, ours, timed_out]).splitlines()
+    lines = scale_table([DONE, kestra, timed_out]).splitlines()
     assert (
         lines[2]
         == "| stock | 200 | 6.40 s | 5.20 s | 41.50 s | 4.8 | - | 42.60 s | 80 | 539 ms | 980 ms | 984 ms |"
     )
-    assert lines[3].startswith("| ours | 200 | 6.40 s | 5.20 s | 4.15 s | 48.2 | 10.0x |")
+    assert lines[3].startswith("| kestra | 200 | 6.40 s | 5.20 s | 4.15 s | 48.2 | 10.0x |")
     assert "| created 15000 of 100000 in 900 s | 16.7 | - | finished 12000 of 100000 | 0 |" in lines[4]
 
 
@@ -99,7 +99,7 @@ def test_scale_table_assets_compares_loop_medians():
     stock = {**DONE, "schedule": "assets", "created": 0, "finished": 0, "runs_created_per_second": None}
     stock["startup_seconds"] = None
     stock["loops"] = {"count": 30, "p50": 1.8, "p99": 2.2, "max": 2.3}
-    ours = {**stock, "stack": "ours", "loops": {"count": 900, "p50": 0.045, "p99": 0.09, "max": 0.1}}
-    lines = scale_table([stock, ours]).splitlines()
+    kestra = {**stock, "stack": "kestra", "loops": {"count": 900, "p50": 0.045, "p99": 0.09, "max": 0.1}}
+    lines = scale_table([stock, kestra]).splitlines()
     assert "| 0 (asset conditions pending, 43 s) | - | - | - |" in lines[2]
     assert "| 40.0x | - | 900 | 45 ms |" in lines[3]

@@ -46,8 +46,8 @@ def test_run_table_rows():
 
 
 def test_compare_table_ratio():
-    text = compare_table([2], {"stock": {2: _result(2, 2.0, 3.0)}, "ours": {2: _result(2, 0.5, 1.5)}})
-    assert text.splitlines()[0] == "| rate | figure | stock | ours | stock/ours |"
+    text = compare_table([2], {"stock": {2: _result(2, 2.0, 3.0)}, "kestra": {2: _result(2, 0.5, 1.5)}})
+    assert text.splitlines()[0] == "| rate | figure | stock | kestra | stock/kestra |"
     assert "| 2/s | finished/sent | 10/10 | 10/10 |  |" in text
     assert "|  | latency p50 | 2.00 s | 500 ms | 4.00x |" in text
     assert "|  | latency p99 | 3.00 s | 1.50 s | 2.00x |" in text
@@ -59,11 +59,11 @@ def test_compare_table_three_stacks():
         {
             "stock": {2: _result(2, 2.0, 3.0), 5: _result(5, 60.0, 70.0, completed=4)},
             "executor": {2: _result(2, 1.0, 1.5), 5: {"rate": 5, "skipped": "backlog at 2/s"}},
-            "ours": {2: _result(2, 0.5, 0.6), 5: _result(5, 0.3, 1.4)},
+            "kestra": {2: _result(2, 0.5, 0.6), 5: _result(5, 0.3, 1.4)},
         },
     )
     lines = text.splitlines()
-    assert lines[0] == "| rate | figure | stock | executor | ours | stock/executor | stock/ours |"
+    assert lines[0] == "| rate | figure | stock | executor | kestra | stock/executor | stock/kestra |"
     assert all(line.count("|") == lines[0].count("|") for line in lines)
     assert "|  | latency p50 | 2.00 s | 1.00 s | 500 ms | 2.00x | 4.00x |" in lines
     assert "|  | latency p99 | 3.00 s | 1.50 s | 600 ms | 2.00x | 5.00x |" in lines
@@ -72,8 +72,8 @@ def test_compare_table_three_stacks():
 
 
 def test_compare_table_without_stock_uses_the_first_stack():
-    text = compare_table([2], {"executor": {2: _result(2, 1.0, 2.0)}, "ours": {2: _result(2, 0.5, 0.5)}})
-    assert text.splitlines()[0] == "| rate | figure | executor | ours | executor/ours |"
+    text = compare_table([2], {"executor": {2: _result(2, 1.0, 2.0)}, "kestra": {2: _result(2, 0.5, 0.5)}})
+    assert text.splitlines()[0] == "| rate | figure | executor | kestra | executor/kestra |"
     assert "|  | latency p50 | 1.00 s | 500 ms | 2.00x |" in text
 
 
@@ -88,17 +88,17 @@ def _chain(stack, p50, duration):
 
 
 def test_chain_table_three_stacks():
-    text = chain_table([_chain("stock", 1.0, 10.0), _chain("executor", 0.5, 5.0), _chain("ours", 0.2, 2.0)])
+    text = chain_table([_chain("stock", 1.0, 10.0), _chain("executor", 0.5, 5.0), _chain("kestra", 0.2, 2.0)])
     lines = text.splitlines()
     assert [line.split(" | ")[0] for line in lines[2:]] == [
         "| stock",
         "| executor",
-        "| ours",
+        "| kestra",
         "| stock/executor",
-        "| stock/ours",
+        "| stock/kestra",
     ]
     assert lines[5] == "| stock/executor |  | 2.00x | 2.00x | 2.00x | 2.00x |"
-    assert lines[6] == "| stock/ours |  | 5.00x | 5.00x | 5.00x | 5.00x |"
+    assert lines[6] == "| stock/kestra |  | 5.00x | 5.00x | 5.00x | 5.00x |"
 
 
 def test_chain_table_one_stack_has_no_ratio():
@@ -110,7 +110,7 @@ def test_latency_figure_one_p50_and_one_p99_line_per_stack():
     series = {
         "stock": [_result(2, 1.9, 2.9), _result(5, 69, 77)],
         "executor": [_result(2, 0.9, 1.2), _result(5, 1.1, 3.0)],
-        "ours": [_result(2, 0.3, 0.6), {"rate": 5, "skipped": "backlog at 2/s"}],
+        "kestra": [_result(2, 0.3, 0.6), {"rate": 5, "skipped": "backlog at 2/s"}],
     }
     lines = latency_figure(series).axes[0].get_lines()
     assert [line.get_label() for line in lines] == [
@@ -118,8 +118,8 @@ def test_latency_figure_one_p50_and_one_p99_line_per_stack():
         "stock p99",
         "executor p50",
         "executor p99",
-        "ours p50",
-        "ours p99",
+        "kestra p50",
+        "kestra p99",
     ]
     assert list(lines[2].get_ydata()) == [0.9, 1.1]
     assert list(lines[5].get_ydata()) == [0.6]  # the skipped rate is not drawn
@@ -157,7 +157,7 @@ def test_latency_figure_labels_only_decades_over_several_decades():
     fig = latency_figure(
         {
             "stock": [_result(2, 1.9, 2.9), _result(5, 69, 77)],
-            "ours": [_result(2, 0.3, 0.6), _result(5, 0.4, 0.9)],
+            "kestra": [_result(2, 0.3, 0.6), _result(5, 0.4, 0.9)],
         }
     )
     FigureCanvasAgg(fig).draw()
@@ -176,7 +176,7 @@ def test_latency_plot_png(tmp_path):
         {
             "stock": [_result(2, 1.9, 2.9), _result(5, 69, 77)],
             "executor": [_result(2, 0.9, 1.2)],
-            "ours": [_result(2, 0.3, 0.6)],
+            "kestra": [_result(2, 0.3, 0.6)],
         },
         tmp_path / "out" / "latency.png",
     )
