@@ -257,6 +257,8 @@ def test_the_page_in_the_airflow_ui_fills_while_runs_go_in_both_themes(stack, ad
     assert frame.locator("#workers-table b").count() == 0
     assert html_row.locator(".badge").inner_text() == "stopped"
     assert frame.locator("#workers-table button").count() >= 1  # the admin may act
+    with db.begin() as conn:
+        conn.execute(sa.text("DELETE FROM kestra_worker WHERE id = 'ui-test-html'"))
     # no run yet: empty states, not errors
     assert frame.locator("#latency-empty").is_visible()
     assert frame.locator("#queue-empty").is_visible()
