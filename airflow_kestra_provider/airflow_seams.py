@@ -1084,6 +1084,33 @@ SEAMS: tuple[Seam, ...] = (
         "The api-server's authentication dependency guarding the status app.",
         params=("request", "_oauth_token", "bearer_credentials"),
     ),
+    Seam(
+        "airflow.api_fastapi.app.get_auth_manager",
+        "call",
+        (STATUS_APP,),
+        "The api-server's auth manager, asked whether a user may read the page or act on workers.",
+        params=(),
+    ),
+    Seam(
+        "airflow.api_fastapi.auth.managers.base_auth_manager.BaseAuthManager.is_authorized_view",
+        "call",
+        (STATUS_APP,),
+        "Read access to the page and its GET endpoints: the Jobs view's permission.",
+        params=("self", "access_view", "user"),
+    ),
+    Seam(
+        "airflow.api_fastapi.auth.managers.base_auth_manager.BaseAuthManager.is_authorized_pool",
+        "call",
+        (STATUS_APP,),
+        "Worker maintenance and drain from the page: the permission to edit pools.",
+        params=("self", "method", "user", "details"),
+    ),
+    Seam(
+        "airflow.api_fastapi.auth.managers.models.resource_details.AccessView.JOBS",
+        "call",
+        (STATUS_APP,),
+        "The view whose read permission gates the page.",
+    ),
     # -- bench loader --------------------------------------------------------------------------
     Seam(
         "airflow.dag_processing.collection.update_dag_parsing_results_in_db",
@@ -1164,7 +1191,7 @@ SQL_COLUMNS: tuple[SqlColumns, ...] = (
         ),
         (CLAIMS, NOTIFY, COLLECT),
     ),
-    SqlColumns("job", ("id", "state", "latest_heartbeat"), (CLAIMS,)),
+    SqlColumns("job", ("id", "state", "latest_heartbeat", "job_type", "hostname"), (CLAIMS,)),
     SqlColumns(
         "dag_run",
         ("dag_id", "run_id", "state", "queued_at", "start_date", "end_date"),

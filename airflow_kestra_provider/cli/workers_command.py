@@ -15,11 +15,22 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow_kestra_provider import settings
+from airflow_kestra_provider.fleet import (  # noqa: F401 - also the CLI's names for them
+    DRAIN,
+    MAINTENANCE_OFF,
+    MAINTENANCE_ON,
+    StateChangeRefused,
+    change_state,
+    display_state,
+    drain_refusal,
+    newest_by_name,
+    worker_table,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from airflow_kestra_provider.queue.claims import QueueDepth, WorkerRow
+    from airflow_kestra_provider.queue.claims import QueueDepth
 
 FAILURE_EXIT_CODE = 1
 
@@ -44,55 +55,6 @@ def _session(command: str) -> Iterator[Session]:
             yield session
     except DBAPIError as err:
         _fail(command, database_error_message(err))
-
-
-def display_state(row: WorkerRow, heartbeat_interval: float, worker_timeout: float) -> str:
-    """What a worker is, for people: healthy, stale (heartbeat late, not yet past the timeout),
-    maintenance, draining, stopped or dead (declared dead, or silent past the timeout)."""
-    from airflow_kestra_provider.models.tables import LIVE_WORKER_STATES
-
-    if row.state not in LIVE_WORKER_STATES:
-        return row.state
-    if row.heartbeat_age > worker_timeout:
-        return "dead"
-    if row.state != "running":
-        return row.state
-    return "stale" if row.heartbeat_age > 2 * heartbeat_interval + 1 else "healthy"
-
-
-def newest_by_name(rows: list[WorkerRow]) -> list[WorkerRow]:
-    """The newest registration of each name (a worker declared dead registers anew)."""
-    newest: dict[str, WorkerRow] = {}
-    for row in rows:
-        if row.name not in newest or row.started_at > newest[row.name].started_at:
-            newest[row.name] = row
-    return sorted(newest.values(), key=lambda r: r.name)
-
-
-def worker_table(
-    rows: list[WorkerRow], heartbeat_interval: float, worker_timeout: float
-) -> list[dict[str, Any]]:
-    table = []
-    for row in newest_by_name(rows):
-        state = display_state(row, heartbeat_interval, worker_timeout)
-        live = state in ("healthy", "stale", "maintenance", "draining")
-        table.append(
-            {
-                "name": row.name,
-                "host": row.hostname,
-                "pid": row.pid,
-                "queues": ",".join(row.queues) if row.queues is not None else settings.ALL_QUEUES,
-                "concurrency": row.concurrency,
-                "running": row.running,
-                "free": max(row.concurrency - row.running, 0) if state in ("healthy", "stale") else 0,
-                "state": state if live or not row.embedded else f"{state} (embedded)",
-                "last_heartbeat": row.heartbeat_at.isoformat(timespec="seconds"),
-                "heartbeat_age_s": round(row.heartbeat_age, 1),
-                "version": row.version or "",
-                "embedded": row.embedded,
-            }
-        )
-    return table
 
 
 def unserved_lines(depths: list[QueueDepth]) -> list[str]:
@@ -122,49 +84,34 @@ def _change_state(
     command: str, name: str, state: str, from_states: tuple[str, ...], refuse: Callable[[Any], str | None]
 ) -> Any:
     """Move worker ``name`` to ``state``; returns its row as it was, or fails naming why not."""
-    from airflow_kestra_provider.queue import claims
-
     with _session(command) as session:
-        row = claims.worker_named(session, name)
-        if row is None:
-            _fail(command, f"no worker named {name!r} (see `airflow kestra workers list`)")
-        reason = refuse(row)
-        if reason is not None:
-            _fail(command, reason)
-        if row.state == state:
-            return row
-        if claims.set_worker_state(session, name, state, from_states) is None:
-            _fail(command, f"worker {name!r} is {row.state}, not {' or '.join(from_states)}")
-    return row
+        try:
+            return change_state(session, name, state, from_states, refuse)
+        except StateChangeRefused as err:
+            if err.unknown:
+                _fail(command, f"no worker named {name!r} (see `airflow kestra workers list`)")
+            _fail(command, str(err))
 
 
 def workers_maintenance(args: argparse.Namespace) -> None:
     if args.on == args.off:
         _fail("maintenance", "give --on or --off")
     if args.on:
-        row = _change_state("maintenance", args.name, "maintenance", ("running",), lambda row: None)
+        row = _change_state("maintenance", args.name, *MAINTENANCE_ON, lambda row: None)
         already = row.state == "maintenance"
         print(
             f"worker {args.name!r} {'is already' if already else 'goes'} in maintenance: it claims "
             "nothing, its running tasks go on (`--off` to resume)"
         )
     else:
-        row = _change_state("maintenance", args.name, "running", ("maintenance",), lambda row: None)
+        row = _change_state("maintenance", args.name, *MAINTENANCE_OFF, lambda row: None)
         print(
             f"worker {args.name!r} {'was not in maintenance' if row.state == 'running' else 'claims again'}"
         )
 
 
 def workers_drain(args: argparse.Namespace) -> None:
-    def refuse(row: Any) -> str | None:
-        if row.embedded:
-            return (
-                f"worker {args.name!r} is a scheduler's embedded worker: it stops with its scheduler "
-                "(put it in maintenance to stop its claims)"
-            )
-        return None
-
-    row = _change_state("drain", args.name, "draining", ("running", "maintenance"), refuse)
+    row = _change_state("drain", args.name, *DRAIN, lambda row: drain_refusal(args.name, row))
     print(
         f"worker {args.name!r} (pid {row.pid} on {row.hostname}) drains: it claims nothing more and "
         "exits when its running tasks have ended"

@@ -88,4 +88,7 @@ kestra_workload = Table(
     # reported rows by age: what the purge deletes
     Index("kestra_workload_reported", "reported_at", postgresql_where=text("reported_at IS NOT NULL")),
     Index("kestra_workload_ti", "ti_id"),
+    # the last hour by creation and by end: what the UI's queue history and latency read
+    Index("kestra_workload_created", "created_at"),
+    Index("kestra_workload_finished", "finished_at"),
 )

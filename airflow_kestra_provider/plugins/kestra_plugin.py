@@ -29,8 +29,10 @@ class StatusAppOnFirstRequest:
 class KestraPlugin(AirflowPlugin):
     name = "kestra"
     fastapi_apps: list[Any] = [  # noqa: RUF012 - AirflowPlugin declares these as class attributes
-        {"app": StatusAppOnFirstRequest(), "url_prefix": "/kestra", "name": "Kestra queue status"}
+        {"app": StatusAppOnFirstRequest(), "url_prefix": "/kestra", "name": "Kestra queue"}
     ]
+    # href relative: the UI resolves an iframe's src against its <base href>, which is the path of
+    # [api] base_url, so the page opens under a sub-path too ("/kestra/" would not)
     external_views: list[Any] = [  # noqa: RUF012
-        {"name": "Kestra queue", "href": "/kestra/", "destination": "nav", "url_route": "kestra"}
+        {"name": "Kestra queue", "href": "kestra/", "destination": "nav", "url_route": "kestra"}
     ]

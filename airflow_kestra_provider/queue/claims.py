@@ -625,61 +625,190 @@ def set_worker_state(session: Session, name: str, state: str, from_states: Seque
     return str(row.id) if row is not None else None
 
 
-def sample_queues(session: Session, job_id: int | None, worker_timeout: float) -> QueueSample:
-    """Queue depths and served flags, and ``job_id``'s open workloads (two statements)."""
-    depths = [
+def queue_depths(session: Session, worker_timeout: float) -> list[QueueDepth]:
+    """Per queue with waiting workloads: how many, the oldest's age, and whether a live worker
+    serves it (one statement)."""
+    return [
         QueueDepth(r.queue, int(r.waiting), float(r.oldest_age), bool(r.served))
         for r in session.execute(_QUEUE_DEPTHS_SQL, {"timeout": worker_timeout})
     ]
+
+
+def sample_queues(session: Session, job_id: int | None, worker_timeout: float) -> QueueSample:
+    """Queue depths and served flags, and ``job_id``'s open workloads (two statements)."""
+    depths = queue_depths(session, worker_timeout)
     job = session.execute(_JOB_WORKLOADS_SQL, {"job_id": job_id}).one()
     return QueueSample(depths, int(job.unclaimed or 0), int(job.claimed or 0))
 
 
-# -- status for the web UI page (not the hot path) -------------------------------------------------
-_TABLES_EXIST_SQL = text("SELECT to_regclass('kestra_workload') IS NOT NULL")
+# -- the UI page (``/kestra/api/v1``; not the hot path) ---------------------------------------------
+# Minute buckets over the last :minutes minutes: t0 starts the oldest bucket, the newest is the
+# current minute. The rows read are those created or ended since t0 and the open ones (the
+# kestra_workload_created and kestra_workload_finished indexes): rows are kept an hour after
+# they were reported, so the hour is complete.
+_UI_RECENT = """
+    bounds AS (
+        SELECT date_trunc('minute', now()) - make_interval(mins => :minutes - 1) AS t0
+    ), recent AS (
+        SELECT w.dag_id, w.created_at, w.claimed_at, w.finished_at, w.result,
+               least(w.claimed_at, w.finished_at) AS left_at
+        FROM kestra_workload AS w, bounds AS b
+        WHERE w.created_at >= b.t0 OR w.finished_at >= b.t0 OR w.finished_at IS NULL
+    ), buckets AS (
+        SELECT generate_series(b.t0, date_trunc('minute', now()), interval '1 minute') AS minute
+        FROM bounds AS b
+    )
+"""
 
-_QUEUE_STATUS_SQL = text(
+# Per minute: queue depth at its end, claims and completions (success or failed) in it. A row
+# waits from created_at until its claim or its end, whichever comes first; the depth is the
+# running sum of arrivals minus departures, rows that arrived before t0 counted in the oldest
+# bucket. A claim handed back (worker stopping, worker dead) waits again from its release but
+# counts as waiting since created_at here.
+_UI_QUEUE_HISTORY_SQL = text(
+    f"""
+    WITH {_UI_RECENT}, events AS (
+        SELECT e.minute, e.kind
+        FROM recent AS r CROSS JOIN bounds AS b CROSS JOIN LATERAL (VALUES
+            (greatest(date_trunc('minute', r.created_at), b.t0), 'arrived'),
+            (CASE WHEN r.left_at IS NOT NULL THEN greatest(date_trunc('minute', r.left_at), b.t0) END,
+             'left'),
+            (CASE WHEN r.claimed_at >= b.t0 THEN date_trunc('minute', r.claimed_at) END, 'claimed'),
+            (CASE WHEN r.finished_at >= b.t0 AND r.result IN ('success', 'failed')
+                  THEN date_trunc('minute', r.finished_at) END, 'completed')
+        ) AS e(minute, kind)
+        WHERE e.minute IS NOT NULL
+    ), per_minute AS (
+        SELECT minute,
+               count(*) FILTER (WHERE kind = 'arrived') - count(*) FILTER (WHERE kind = 'left') AS delta,
+               count(*) FILTER (WHERE kind = 'claimed') AS claims,
+               count(*) FILTER (WHERE kind = 'completed') AS completions
+        FROM events GROUP BY minute
+    )
+    SELECT extract(epoch FROM k.minute) AS minute,
+           sum(coalesce(p.delta, 0)) OVER (ORDER BY k.minute) AS depth,
+           coalesce(p.claims, 0) AS claims, coalesce(p.completions, 0) AS completions
+    FROM buckets AS k LEFT JOIN per_minute AS p ON p.minute = k.minute
+    ORDER BY k.minute
     """
+)
+
+# Percentiles (p50, p90, p99) of run latency (queued to end: created_at to finished_at of a try
+# that ended success or failed) and of queued to claimed (created_at to claimed_at of a claim
+# that went on to start), over the last 5 minutes and the whole window, and per minute; for one
+# DAG when :dag_id is given. Also the DAGs of the window with their ended tries (for the DAG
+# picker, never filtered) and the running scheduler jobs from Airflow's job table (its
+# job_type_heart index).
+_PCTS = "ARRAY[0.5, 0.9, 0.99]"
+_UI_LATENCY_SQL = text(
+    f"""
+    WITH {_UI_RECENT}, picked AS (
+        SELECT * FROM recent
+        WHERE CAST(:dag_id AS varchar) IS NULL OR dag_id = CAST(:dag_id AS varchar)
+    ), ended AS (
+        SELECT p.finished_at, extract(epoch FROM p.finished_at - p.created_at) AS seconds
+        FROM picked AS p, bounds AS b
+        WHERE p.finished_at >= b.t0 AND p.result IN ('success', 'failed')
+    ), claimed AS (
+        SELECT p.claimed_at, extract(epoch FROM p.claimed_at - p.created_at) AS seconds
+        FROM picked AS p, bounds AS b
+        WHERE p.claimed_at >= b.t0 AND p.result IS DISTINCT FROM 'dropped'
+          AND p.result IS DISTINCT FROM 'not_started'
+    ), ended_by_minute AS (
+        SELECT date_trunc('minute', finished_at) AS minute, count(*) AS n,
+               percentile_cont({_PCTS}) WITHIN GROUP (ORDER BY seconds) AS pcts
+        FROM ended GROUP BY 1
+    ), claimed_by_minute AS (
+        SELECT date_trunc('minute', claimed_at) AS minute, count(*) AS n,
+               percentile_cont({_PCTS}) WITHIN GROUP (ORDER BY seconds) AS pcts
+        FROM claimed GROUP BY 1
+    )
     SELECT
-        (SELECT count(*) FROM task_instance WHERE state = 'queued') AS queued,
-        (SELECT count(*) FROM task_instance WHERE state = 'running') AS running,
-        (SELECT count(*) FROM kestra_workload
-            WHERE claimed_at IS NOT NULL AND finished_at IS NULL) AS claims_open,
-        (SELECT count(*) FROM kestra_workload
-            WHERE claimed_at > now() - make_interval(secs => :window)) AS claims_in_window,
-        (SELECT percentile_cont(ARRAY[0.5, 0.9, 0.99]) WITHIN GROUP (
-                ORDER BY extract(epoch FROM dr.end_date - dr.queued_at))
-            FROM dag_run AS dr
-            WHERE dr.end_date > now() - make_interval(secs => :window) AND dr.queued_at IS NOT NULL
-        ) AS run_latency
+        (SELECT json_build_object(
+            'n_5m', count(*) FILTER (WHERE finished_at > now() - interval '5 minutes'),
+            'pcts_5m', percentile_cont({_PCTS}) WITHIN GROUP (ORDER BY seconds)
+                FILTER (WHERE finished_at > now() - interval '5 minutes'),
+            'n_window', count(*),
+            'pcts_window', percentile_cont({_PCTS}) WITHIN GROUP (ORDER BY seconds))
+         FROM ended) AS run,
+        (SELECT json_build_object(
+            'n_5m', count(*) FILTER (WHERE claimed_at > now() - interval '5 minutes'),
+            'pcts_5m', percentile_cont({_PCTS}) WITHIN GROUP (ORDER BY seconds)
+                FILTER (WHERE claimed_at > now() - interval '5 minutes'),
+            'n_window', count(*),
+            'pcts_window', percentile_cont({_PCTS}) WITHIN GROUP (ORDER BY seconds))
+         FROM claimed) AS claim,
+        (SELECT json_agg(json_build_object(
+                    'minute', extract(epoch FROM k.minute),
+                    'run_n', coalesce(e.n, 0), 'run', e.pcts,
+                    'claim_n', coalesce(c.n, 0), 'claim', c.pcts)
+                ORDER BY k.minute)
+         FROM buckets AS k
+         LEFT JOIN ended_by_minute AS e ON e.minute = k.minute
+         LEFT JOIN claimed_by_minute AS c ON c.minute = k.minute) AS series,
+        (SELECT coalesce(json_agg(json_build_object('dag_id', d.dag_id, 'ended', d.n)
+                                  ORDER BY d.n DESC, d.dag_id), '[]'::json)
+         FROM (SELECT r.dag_id, count(*) AS n FROM recent AS r, bounds AS b
+               WHERE r.finished_at >= b.t0 AND r.result IN ('success', 'failed')
+               GROUP BY r.dag_id ORDER BY n DESC, r.dag_id LIMIT 50) AS d) AS dags,
+        (SELECT coalesce(json_agg(json_build_object(
+                    'id', j.id, 'hostname', j.hostname,
+                    'heartbeat_age', extract(epoch FROM now() - j.latest_heartbeat))
+                ORDER BY j.id), '[]'::json)
+         FROM job AS j WHERE j.job_type = 'SchedulerJob' AND j.state = 'running') AS schedulers
     """
 )
 
 
-def queue_status(session: Session, window: float = 300.0) -> dict[str, Any]:
-    """Queue depth, claim rate, workers and run latency percentiles over the last ``window`` s."""
-    if not session.execute(_TABLES_EXIST_SQL).scalar():
-        return {"installed": False, "window_seconds": window, "workers": []}
-    row = session.execute(_QUEUE_STATUS_SQL, {"window": window}).one()
-    latency = list(row.run_latency) if row.run_latency else [None, None, None]
+@dataclass(frozen=True)
+class QueueMinute:
+    minute: float  # epoch seconds of the minute's start
+    depth: int  # workloads waiting for a worker at the minute's end
+    claims: int
+    completions: int  # tries that ended success or failed
+
+
+def queue_history(session: Session, minutes: int = 60) -> list[QueueMinute]:
+    """Queue depth, claims and completions per minute over the last ``minutes`` minutes (one
+    statement), oldest first; the last one is the current minute so far."""
+    return [
+        QueueMinute(float(r.minute), int(r.depth), int(r.claims), int(r.completions))
+        for r in session.execute(_UI_QUEUE_HISTORY_SQL, {"minutes": minutes})
+    ]
+
+
+def _percentiles(values: Sequence[float] | None) -> dict[str, float | None]:
+    p50, p90, p99 = values if values else (None, None, None)
+    return {"p50": p50, "p90": p90, "p99": p99}
+
+
+def _summary(block: dict[str, Any]) -> dict[str, Any]:
     return {
-        "installed": True,
-        "window_seconds": window,
-        "queued": row.queued,
-        "running": row.running,
-        "claims_open": row.claims_open,
-        "claims_per_second": row.claims_in_window / window,
-        "run_latency_seconds": {"p50": latency[0], "p90": latency[1], "p99": latency[2]},
-        "workers": [
+        "last_5m": {"count": block["n_5m"], **_percentiles(block["pcts_5m"])},
+        "window": {"count": block["n_window"], **_percentiles(block["pcts_window"])},
+    }
+
+
+def latency(session: Session, dag_id: str | None = None, minutes: int = 60) -> dict[str, Any]:
+    """Run latency and queued-to-claimed percentiles (seconds), overall and per minute, the DAGs
+    with ended tries and the running scheduler jobs, over the last ``minutes`` minutes; one
+    statement."""
+    row = session.execute(_UI_LATENCY_SQL, {"minutes": minutes, "dag_id": dag_id}).one()
+    return {
+        "dag_id": dag_id,
+        "window_minutes": minutes,
+        "run_latency": _summary(row.run),
+        "queued_to_claimed": _summary(row.claim),
+        "series": [
             {
-                "id": w.id,
-                "hostname": w.hostname,
-                "pid": w.pid,
-                "embedded": w.embedded,
-                "concurrency": w.concurrency,
-                "state": w.state,
-                "heartbeat_age_seconds": w.heartbeat_age,
+                "minute": point["minute"],
+                "run_count": point["run_n"],
+                "run_latency": _percentiles(point["run"]),
+                "claim_count": point["claim_n"],
+                "queued_to_claimed": _percentiles(point["claim"]),
             }
-            for w in list_workers(session)
+            for point in row.series
         ],
+        "dags": row.dags,
+        "schedulers": row.schedulers,
     }

@@ -77,6 +77,8 @@ def test_migrations_build_exactly_the_models(migrated):
         "kestra_workload_open",
         "kestra_workload_reported",
         "kestra_workload_ti",
+        "kestra_workload_created",
+        "kestra_workload_finished",
     }
     pending = indexes["kestra_workload_pending"]["dialect_options"]["postgresql_where"]
     assert "claimed_at IS NULL" in pending and "finished_at IS NULL" in pending

@@ -25,7 +25,10 @@ CREATE TABLE task_instance (
     last_heartbeat_at TIMESTAMPTZ, queued_by_job_id INTEGER
 )
 """
-JOB = "CREATE TABLE job (id INTEGER PRIMARY KEY, state VARCHAR(20), latest_heartbeat TIMESTAMPTZ)"
+JOB = (
+    "CREATE TABLE job (id INTEGER PRIMARY KEY, state VARCHAR(20), latest_heartbeat TIMESTAMPTZ,"
+    " job_type VARCHAR(30) DEFAULT 'SchedulerJob', hostname VARCHAR(500))"
+)
 
 
 @pytest.fixture(scope="module")
@@ -361,3 +364,96 @@ def test_two_workers_claiming_at_once_skip_each_others_locked_rows(session, engi
     assert len(mine) == 2 and len(theirs) == 2
     assert mine | theirs == ids
     assert claims.claim(session, worker_id="w1", limit=10, queues=set()) == []
+
+
+# -- the UI page ------------------------------------------------------------------------------------
+def add_row(
+    session: Session,
+    *,
+    created: str,
+    claimed: str | None = None,
+    finished: str | None = None,
+    result: str | None = None,
+    dag_id: str = "d",
+    queue: str = "default",
+) -> None:
+    """A kestra_workload row whose times are ``now() - <interval>`` (None: not claimed / not ended)."""
+
+    def at(ago: str | None) -> str:
+        return "NULL" if ago is None else f"now() - interval '{ago}'"
+
+    session.execute(
+        sa.text(
+            "INSERT INTO kestra_workload (id, ti_id, try_number, dag_id, task_id, run_id, map_index, queue,"
+            " priority_weight, workload, created_at, claimed_at, finished_at, result, reported_at)"
+            f" VALUES (:id, :ti, 1, :dag, 't', 'r', -1, :queue, 1, '{{}}', {at(created)}, {at(claimed)},"
+            f" {at(finished)}, :result, {at(finished)})"
+        ),
+        {"id": str(uuid.uuid4()), "ti": str(uuid.uuid4()), "dag": dag_id, "queue": queue, "result": result},
+    )
+
+
+def test_queue_history_counts_depth_claims_and_completions_per_minute(session):
+    add_row(session, created="90 minutes", claimed="89 minutes", finished="88 minutes", result="success")
+    add_row(
+        session, created="3 hours", claimed="2 hours", finished="10 minutes", result="success"
+    )  # long task
+    add_row(session, created="2 hours")  # waiting since before the window
+    add_row(session, created="30 minutes", claimed="20 minutes", finished="19 minutes", result="failed")
+    add_row(session, created="30 minutes", claimed="5 minutes")  # running
+    add_row(session, created="10 minutes", finished="9 minutes", result="dropped")  # left queued unclaimed
+    add_row(session, created="1 minute")
+    history = claims.queue_history(session, minutes=60)
+    assert len(history) == 60
+    assert history[-1].minute - history[0].minute == 59 * 60
+    assert sum(m.claims for m in history) == 2
+    assert sum(m.completions for m in history) == 2  # success 10 min ago, failed 19 min ago
+    assert history[0].depth == 1  # the one waiting for 2 hours
+    assert history[-1].depth == 2  # it, and the one queued a minute ago
+    assert max(m.depth for m in history) == 3  # 20-30 minutes ago: + the two queued then
+    assert [m.depth for m in history][-25] == 3  # 24-25 minutes ago: 2 hours + the two of 30 minutes
+    short = claims.queue_history(session, minutes=5)
+    assert (short[0].depth, short[-1].depth) == (1, 2)
+
+
+def test_latency_percentiles_over_5_minutes_the_window_and_per_minute_for_one_dag(session):
+    for seconds in range(1, 11):  # ended a minute ago, queued 1..10 s before
+        add_row(
+            session,
+            created=f"{60 + seconds} seconds",
+            claimed=f"{60 + seconds / 2} seconds",  # claimed half way
+            finished="60 seconds",
+            result="success",
+        )
+    add_row(
+        session,
+        created="30 minutes 100 seconds",
+        claimed="30 minutes",
+        finished="30 minutes",
+        result="failed",
+    )
+    add_row(session, created="2 minutes", claimed="2 minutes", finished="1 minute", result="not_started")
+    add_row(session, created="40 seconds", claimed="30 seconds", dag_id="other")  # running
+    session.execute(
+        sa.text("INSERT INTO job (id, state, latest_heartbeat, hostname) VALUES (3, 'running', now(), 'h')")
+    )
+    session.execute(sa.text("INSERT INTO job (id, state, latest_heartbeat) VALUES (4, 'success', now())"))
+    got = claims.latency(session)
+    run = got["run_latency"]
+    assert run["last_5m"]["count"] == 10 and run["last_5m"]["p50"] == pytest.approx(5.5)
+    assert run["last_5m"]["p99"] == pytest.approx(9.91)
+    assert run["window"]["count"] == 11 and run["window"]["p99"] > 10
+    claim = got["queued_to_claimed"]
+    assert claim["last_5m"]["count"] == 11  # the 10 and the running one; not_started is left out
+    assert claim["last_5m"]["p50"] == pytest.approx(3.0)  # 0.5, 1, ... 5 and 10
+    assert claim["window"]["count"] == 12
+    assert len(got["series"]) == 60
+    assert sum(p["run_count"] for p in got["series"]) == 11
+    assert [p["run_latency"]["p50"] for p in got["series"] if p["run_count"] == 10] == [pytest.approx(5.5)]
+    assert got["dags"] == [{"dag_id": "d", "ended": 11}]
+    assert [(s["id"], s["hostname"]) for s in got["schedulers"]] == [(3, "h")]
+    other = claims.latency(session, dag_id="other")
+    assert other["run_latency"]["window"] == {"count": 0, "p50": None, "p90": None, "p99": None}
+    assert other["queued_to_claimed"]["window"]["count"] == 1
+    assert other["queued_to_claimed"]["window"]["p50"] == pytest.approx(10.0)
+    assert other["dags"] == got["dags"]  # the picker lists every DAG

@@ -168,3 +168,7 @@ def test_runtime_dependencies_leave_the_extras_out(metadata):
             assert not requirement.marker.evaluate({"extra": ""})
     assert {r.name.lower() for r in requirements} >= set(extras)
     assert {"bench", "standalone", "test"} <= set(metadata.get_all("Provides-Extra") or [])
+
+
+def test_wheel_has_the_ui_page(names):
+    assert f"{PACKAGE}/plugins/static/kestra.html" in names
