@@ -2,7 +2,7 @@
 worker), behind SimpleAuthManager with an admin and a viewer; then in headless Chromium through
 Airflow's login page and navigation.
 
-One stack for the whole module. ``KESTRA_UI_SCREENSHOTS=docs/images`` also writes the browser
+One stack for the whole module. ``KESTRA_UI_SCREENSHOTS=docs/img`` also writes the browser
 test's screenshots there; ``KESTRA_UI_COST=1`` runs the page-cost measurement (2 minutes).
 """
 
