@@ -650,7 +650,7 @@ _UI_RECENT = """
     bounds AS (
         SELECT date_trunc('minute', now()) - make_interval(mins => :minutes - 1) AS t0
     ), recent AS (
-        SELECT w.dag_id, w.created_at, w.claimed_at, w.finished_at, w.result,
+        SELECT w.dag_id, w.ti_id, w.try_number, w.created_at, w.claimed_at, w.finished_at, w.result,
                least(w.claimed_at, w.finished_at) AS left_at
         FROM kestra_workload AS w, bounds AS b
         WHERE w.created_at >= b.t0 OR w.finished_at >= b.t0 OR w.finished_at IS NULL
@@ -714,6 +714,15 @@ _UI_LATENCY_SQL = text(
         FROM picked AS p, bounds AS b
         WHERE p.claimed_at >= b.t0 AND p.result IS DISTINCT FROM 'dropped'
           AND p.result IS DISTINCT FROM 'not_started'
+    ), started AS (
+        -- the try's start as Airflow recorded it (task_instance by primary key: bounded by our
+        -- rows); a task instance holds its latest try only, and a start before this queueing
+        -- (a deferred task resumed) is not this row's
+        SELECT ti.start_date AS started_at, extract(epoch FROM ti.start_date - p.created_at) AS seconds
+        FROM picked AS p
+        JOIN task_instance AS ti ON ti.id = p.ti_id AND ti.try_number = p.try_number
+        CROSS JOIN bounds AS b
+        WHERE ti.start_date >= p.created_at AND ti.start_date >= b.t0
     ), ended_by_minute AS (
         SELECT date_trunc('minute', finished_at) AS minute, count(*) AS n,
                percentile_cont({_PCTS}) WITHIN GROUP (ORDER BY seconds) AS pcts
@@ -738,6 +747,13 @@ _UI_LATENCY_SQL = text(
             'n_window', count(*),
             'pcts_window', percentile_cont({_PCTS}) WITHIN GROUP (ORDER BY seconds))
          FROM claimed) AS claim,
+        (SELECT json_build_object(
+            'n_5m', count(*) FILTER (WHERE started_at > now() - interval '5 minutes'),
+            'pcts_5m', percentile_cont({_PCTS}) WITHIN GROUP (ORDER BY seconds)
+                FILTER (WHERE started_at > now() - interval '5 minutes'),
+            'n_window', count(*),
+            'pcts_window', percentile_cont({_PCTS}) WITHIN GROUP (ORDER BY seconds))
+         FROM started) AS start,
         (SELECT json_agg(json_build_object(
                     'minute', extract(epoch FROM k.minute),
                     'run_n', coalesce(e.n, 0), 'run', e.pcts,
@@ -790,15 +806,16 @@ def _summary(block: dict[str, Any]) -> dict[str, Any]:
 
 
 def latency(session: Session, dag_id: str | None = None, minutes: int = 60) -> dict[str, Any]:
-    """Run latency and queued-to-claimed percentiles (seconds), overall and per minute, the DAGs
-    with ended tries and the running scheduler jobs, over the last ``minutes`` minutes; one
-    statement."""
+    """Percentiles (seconds) of run latency and queued-to-claimed, overall and per minute, and of
+    queued-to-started (Airflow's ``start_date`` of the try), overall; the DAGs with ended tries
+    and the running scheduler jobs; over the last ``minutes`` minutes, one statement."""
     row = session.execute(_UI_LATENCY_SQL, {"minutes": minutes, "dag_id": dag_id}).one()
     return {
         "dag_id": dag_id,
         "window_minutes": minutes,
         "run_latency": _summary(row.run),
         "queued_to_claimed": _summary(row.claim),
+        "queued_to_started": _summary(row.start),
         "series": [
             {
                 "minute": point["minute"],

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 TASK_INSTANCE = """
 CREATE TABLE task_instance (
     id UUID PRIMARY KEY, try_number INTEGER NOT NULL, state VARCHAR(20),
-    last_heartbeat_at TIMESTAMPTZ, queued_by_job_id INTEGER
+    last_heartbeat_at TIMESTAMPTZ, queued_by_job_id INTEGER, start_date TIMESTAMPTZ
 )
 """
 JOB = (
@@ -376,11 +376,16 @@ def add_row(
     result: str | None = None,
     dag_id: str = "d",
     queue: str = "default",
+    started: str | None = None,
+    try_number: int = 1,
 ) -> None:
-    """A kestra_workload row whose times are ``now() - <interval>`` (None: not claimed / not ended)."""
+    """A kestra_workload row whose times are ``now() - <interval>`` (None: not claimed / not ended);
+    with ``started``, also its task instance (at ``try_number``) with that ``start_date``."""
 
     def at(ago: str | None) -> str:
         return "NULL" if ago is None else f"now() - interval '{ago}'"
+
+    ti_id = str(uuid.uuid4())
 
     session.execute(
         sa.text(
@@ -389,8 +394,16 @@ def add_row(
             f" VALUES (:id, :ti, 1, :dag, 't', 'r', -1, :queue, 1, '{{}}', {at(created)}, {at(claimed)},"
             f" {at(finished)}, :result, {at(finished)})"
         ),
-        {"id": str(uuid.uuid4()), "ti": str(uuid.uuid4()), "dag": dag_id, "queue": queue, "result": result},
+        {"id": str(uuid.uuid4()), "ti": ti_id, "dag": dag_id, "queue": queue, "result": result},
     )
+    if started is not None:
+        session.execute(
+            sa.text(
+                "INSERT INTO task_instance (id, try_number, state, start_date)"
+                f" VALUES (:ti, :try, 'success', {at(started)})"
+            ),
+            {"ti": ti_id, "try": try_number},
+        )
 
 
 def test_queue_history_counts_depth_claims_and_completions_per_minute(session):
@@ -422,9 +435,13 @@ def test_latency_percentiles_over_5_minutes_the_window_and_per_minute_for_one_da
             session,
             created=f"{60 + seconds} seconds",
             claimed=f"{60 + seconds / 2} seconds",  # claimed half way
+            started=f"{60 + seconds / 4} seconds",  # started 3/4 of the way
             finished="60 seconds",
             result="success",
         )
+    # its task instance is at a later try now / it started before this queueing (deferred, resumed)
+    add_row(session, created="50 seconds", claimed="49 seconds", started="48 seconds", try_number=2)
+    add_row(session, created="45 seconds", claimed="44 seconds", started="10 minutes")
     add_row(
         session,
         created="30 minutes 100 seconds",
@@ -443,10 +460,15 @@ def test_latency_percentiles_over_5_minutes_the_window_and_per_minute_for_one_da
     assert run["last_5m"]["count"] == 10 and run["last_5m"]["p50"] == pytest.approx(5.5)
     assert run["last_5m"]["p99"] == pytest.approx(9.91)
     assert run["window"]["count"] == 11 and run["window"]["p99"] > 10
+    started = got["queued_to_started"]
+    assert started["last_5m"]["count"] == 10 and started["window"]["count"] == 10
+    assert started["last_5m"]["p50"] == pytest.approx(4.125)  # 0.75, 1.5, ... 7.5
     claim = got["queued_to_claimed"]
-    assert claim["last_5m"]["count"] == 11  # the 10 and the running one; not_started is left out
-    assert claim["last_5m"]["p50"] == pytest.approx(3.0)  # 0.5, 1, ... 5 and 10
-    assert claim["window"]["count"] == 12
+    assert (
+        claim["last_5m"]["count"] == 13
+    )  # the 10, the two running ones, the other DAG's; not_started is left out
+    assert claim["last_5m"]["p50"] == pytest.approx(2.5)  # 0.5, 1, ... 5, 1, 1 and 10
+    assert claim["window"]["count"] == 14
     assert len(got["series"]) == 60
     assert sum(p["run_count"] for p in got["series"]) == 11
     assert [p["run_latency"]["p50"] for p in got["series"] if p["run_count"] == 10] == [pytest.approx(5.5)]
