@@ -700,17 +700,31 @@ _UI_QUEUE_HISTORY_SQL = text(
 # picker, never filtered) and the running scheduler jobs from Airflow's job table (its
 # job_type_heart index).
 _PCTS = "ARRAY[0.5, 0.9, 0.99]"
+
+
+def _summary_of(durations: str) -> str:
+    """SQL of one JSON summary of a CTE of ``(at, seconds)`` rows: the count and percentiles over
+    the last 5 minutes (by ``at``) and over the whole window."""
+    recent = "FILTER (WHERE at > now() - interval '5 minutes')"
+    return f"""(SELECT json_build_object(
+            'n_5m', count(*) {recent},
+            'pcts_5m', percentile_cont({_PCTS}) WITHIN GROUP (ORDER BY seconds) {recent},
+            'n_window', count(*),
+            'pcts_window', percentile_cont({_PCTS}) WITHIN GROUP (ORDER BY seconds))
+         FROM {durations})"""
+
+
 _UI_LATENCY_SQL = text(
     f"""
     WITH {_UI_RECENT}, picked AS (
         SELECT * FROM recent
         WHERE CAST(:dag_id AS varchar) IS NULL OR dag_id = CAST(:dag_id AS varchar)
     ), ended AS (
-        SELECT p.finished_at, extract(epoch FROM p.finished_at - p.created_at) AS seconds
+        SELECT p.finished_at AS at, extract(epoch FROM p.finished_at - p.created_at) AS seconds
         FROM picked AS p, bounds AS b
         WHERE p.finished_at >= b.t0 AND p.result IN ('success', 'failed')
     ), claimed AS (
-        SELECT p.claimed_at, extract(epoch FROM p.claimed_at - p.created_at) AS seconds
+        SELECT p.claimed_at AS at, extract(epoch FROM p.claimed_at - p.created_at) AS seconds
         FROM picked AS p, bounds AS b
         WHERE p.claimed_at >= b.t0 AND p.result IS DISTINCT FROM 'dropped'
           AND p.result IS DISTINCT FROM 'not_started'
@@ -718,42 +732,24 @@ _UI_LATENCY_SQL = text(
         -- the try's start as Airflow recorded it (task_instance by primary key: bounded by our
         -- rows); a task instance holds its latest try only, and a start before this queueing
         -- (a deferred task resumed) is not this row's
-        SELECT ti.start_date AS started_at, extract(epoch FROM ti.start_date - p.created_at) AS seconds
+        SELECT ti.start_date AS at, extract(epoch FROM ti.start_date - p.created_at) AS seconds
         FROM picked AS p
         JOIN task_instance AS ti ON ti.id = p.ti_id AND ti.try_number = p.try_number
         CROSS JOIN bounds AS b
         WHERE ti.start_date >= p.created_at AND ti.start_date >= b.t0
     ), ended_by_minute AS (
-        SELECT date_trunc('minute', finished_at) AS minute, count(*) AS n,
+        SELECT date_trunc('minute', at) AS minute, count(*) AS n,
                percentile_cont({_PCTS}) WITHIN GROUP (ORDER BY seconds) AS pcts
         FROM ended GROUP BY 1
     ), claimed_by_minute AS (
-        SELECT date_trunc('minute', claimed_at) AS minute, count(*) AS n,
+        SELECT date_trunc('minute', at) AS minute, count(*) AS n,
                percentile_cont({_PCTS}) WITHIN GROUP (ORDER BY seconds) AS pcts
         FROM claimed GROUP BY 1
     )
     SELECT
-        (SELECT json_build_object(
-            'n_5m', count(*) FILTER (WHERE finished_at > now() - interval '5 minutes'),
-            'pcts_5m', percentile_cont({_PCTS}) WITHIN GROUP (ORDER BY seconds)
-                FILTER (WHERE finished_at > now() - interval '5 minutes'),
-            'n_window', count(*),
-            'pcts_window', percentile_cont({_PCTS}) WITHIN GROUP (ORDER BY seconds))
-         FROM ended) AS run,
-        (SELECT json_build_object(
-            'n_5m', count(*) FILTER (WHERE claimed_at > now() - interval '5 minutes'),
-            'pcts_5m', percentile_cont({_PCTS}) WITHIN GROUP (ORDER BY seconds)
-                FILTER (WHERE claimed_at > now() - interval '5 minutes'),
-            'n_window', count(*),
-            'pcts_window', percentile_cont({_PCTS}) WITHIN GROUP (ORDER BY seconds))
-         FROM claimed) AS claim,
-        (SELECT json_build_object(
-            'n_5m', count(*) FILTER (WHERE started_at > now() - interval '5 minutes'),
-            'pcts_5m', percentile_cont({_PCTS}) WITHIN GROUP (ORDER BY seconds)
-                FILTER (WHERE started_at > now() - interval '5 minutes'),
-            'n_window', count(*),
-            'pcts_window', percentile_cont({_PCTS}) WITHIN GROUP (ORDER BY seconds))
-         FROM started) AS start,
+        {_summary_of("ended")} AS run,
+        {_summary_of("claimed")} AS claim,
+        {_summary_of("started")} AS start,
         (SELECT json_agg(json_build_object(
                     'minute', extract(epoch FROM k.minute),
                     'run_n', coalesce(e.n, 0), 'run', e.pcts,

@@ -16,6 +16,7 @@ from airflow_kestra_provider.models.tables import metadata
 from airflow_kestra_provider.queue import claims
 from airflow_kestra_provider.queue.claims import QueuedWorkload, TaskResult
 from tests.integration.conftest import create_database
+from tests.integration.workload_rows import add_row
 
 pytestmark = pytest.mark.integration
 
@@ -367,45 +368,6 @@ def test_two_workers_claiming_at_once_skip_each_others_locked_rows(session, engi
 
 
 # -- the UI page ------------------------------------------------------------------------------------
-def add_row(
-    session: Session,
-    *,
-    created: str,
-    claimed: str | None = None,
-    finished: str | None = None,
-    result: str | None = None,
-    dag_id: str = "d",
-    queue: str = "default",
-    started: str | None = None,
-    try_number: int = 1,
-) -> None:
-    """A kestra_workload row whose times are ``now() - <interval>`` (None: not claimed / not ended);
-    with ``started``, also its task instance (at ``try_number``) with that ``start_date``."""
-
-    def at(ago: str | None) -> str:
-        return "NULL" if ago is None else f"now() - interval '{ago}'"
-
-    ti_id = str(uuid.uuid4())
-
-    session.execute(
-        sa.text(
-            "INSERT INTO kestra_workload (id, ti_id, try_number, dag_id, task_id, run_id, map_index, queue,"
-            " priority_weight, workload, created_at, claimed_at, finished_at, result, reported_at)"
-            f" VALUES (:id, :ti, 1, :dag, 't', 'r', -1, :queue, 1, '{{}}', {at(created)}, {at(claimed)},"
-            f" {at(finished)}, :result, {at(finished)})"
-        ),
-        {"id": str(uuid.uuid4()), "ti": ti_id, "dag": dag_id, "queue": queue, "result": result},
-    )
-    if started is not None:
-        session.execute(
-            sa.text(
-                "INSERT INTO task_instance (id, try_number, state, start_date)"
-                f" VALUES (:ti, :try, 'success', {at(started)})"
-            ),
-            {"ti": ti_id, "try": try_number},
-        )
-
-
 def test_queue_history_counts_depth_claims_and_completions_per_minute(session):
     add_row(session, created="90 minutes", claimed="89 minutes", finished="88 minutes", result="success")
     add_row(

@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from airflow_kestra_provider.stack.environment import KESTRA_EXECUTOR, free_port
 from tests.integration.conftest import DAGS_EXAMPLES, REPO, wait_until
 from tests.integration.reliability import trigger, wait_runs_terminal
+from tests.integration.workload_rows import add_row
 
 pytestmark = pytest.mark.integration
 
@@ -119,9 +120,9 @@ def test_the_api_counts_the_rows_of_the_queue(admin, db):
     try:
         with db.begin() as conn:
             for ago in (90, 60, 30):
-                insert_row(conn, queue=TEST_QUEUE, created=f"{ago} seconds")
+                add_row(conn, queue=TEST_QUEUE, created=f"{ago} seconds")
             for seconds in (1, 2, 3, 4):  # ended 2 minutes ago, claimed 0.5 s after queued
-                insert_row(
+                add_row(
                     conn,
                     dag_id=TEST_DAG,
                     created=f"{120 + seconds} seconds",
@@ -153,30 +154,6 @@ def test_the_api_counts_the_rows_of_the_queue(admin, db):
         response = admin.post(f"/kestra/api/v1/workers/{name}/maintenance", json={"on": False})
         assert response.json()["state"] == "running"
     wait_until(lambda: embedded_worker(admin), 30, "the embedded worker did not come back")
-
-
-def insert_row(
-    conn,
-    *,
-    created: str,
-    claimed: str | None = None,
-    finished: str | None = None,
-    result: str | None = None,
-    dag_id: str = "d",
-    queue: str = "default",
-) -> None:
-    def at(ago: str | None) -> str:
-        return "NULL" if ago is None else f"now() - interval '{ago}'"
-
-    conn.execute(
-        sa.text(
-            "INSERT INTO kestra_workload (id, ti_id, try_number, dag_id, task_id, run_id, map_index, queue,"
-            " priority_weight, workload, created_at, claimed_at, finished_at, result, reported_at)"
-            " VALUES (gen_random_uuid(), gen_random_uuid(), 1, :dag, 't', 'r', -1, :queue, 1, '{}',"
-            f" {at(created)}, {at(claimed)}, {at(finished)}, :result, {at(finished)})"
-        ),
-        {"dag": dag_id, "queue": queue, "result": result},
-    )
 
 
 # -- the browser ------------------------------------------------------------------------------------
