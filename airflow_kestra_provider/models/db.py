@@ -17,7 +17,7 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
 
 class KestraDBManager(BaseDBManager):
-    """Migrations of ``kestra_worker`` and ``kestra_workload``."""
+    """Migrations of ``kestra_worker``, ``kestra_workload`` and ``kestra_scheduler_loop``."""
 
     metadata = metadata
     version_table_name = "alembic_version_kestra"
@@ -25,4 +25,4 @@ class KestraDBManager(BaseDBManager):
     alembic_file = str(PACKAGE_DIR / "migrations" / "alembic.ini")
     supports_table_dropping = True
     # provider version -> the migration head it ships
-    revision_heads_map = {"0.1.0": "kestra0001", "0.2.0": "kestra0004"}  # noqa: RUF012 - the base class declares it so
+    revision_heads_map = {"0.1.0": "kestra0001", "0.2.0": "kestra0005"}  # noqa: RUF012 - the base class declares it so

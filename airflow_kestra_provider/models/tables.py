@@ -7,13 +7,28 @@
   (a new try, or the same try again after a deferral, a reschedule or a restart), with the
   ``ExecuteTask`` workload the scheduler built (token included). Workers claim these rows; the
   row's own id, not ``(ti_id, try_number)``, is what one claim and one result belong to.
+* ``kestra_scheduler_loop``: one row per ``airflow kestra scheduler`` job and minute, the loops it
+  ran in that minute and their durations, kept for an hour: what the UI's latency panel shows.
 
 The SQL that reads and writes them is in :mod:`airflow_kestra_provider.queue.claims`.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, DateTime, Index, Integer, MetaData, String, Table, Text, func, text
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 
 metadata = MetaData()
@@ -91,4 +106,21 @@ kestra_workload = Table(
     # the last hour by creation and by end: what the UI's queue history and latency read
     Index("kestra_workload_created", "created_at"),
     Index("kestra_workload_finished", "finished_at"),
+)
+
+# Written by each ``airflow kestra scheduler`` job every few seconds (the minute so far, then its
+# final figures); rows older than an hour are deleted by the same statement.
+kestra_scheduler_loop = Table(
+    "kestra_scheduler_loop",
+    metadata,
+    Column("job_id", Integer, primary_key=True),
+    Column("minute", DateTime(timezone=True), primary_key=True),
+    Column("hostname", String(1000), nullable=False),
+    Column("loops", Integer, nullable=False),
+    Column("busy_loops", Integer, nullable=False),
+    Column("seconds", Float, nullable=False),  # all loops of the minute together
+    Column("p50", Float, nullable=False),
+    Column("p99", Float, nullable=False),
+    Column("max", Float, nullable=False),
+    Index("kestra_scheduler_loop_minute", "minute"),
 )

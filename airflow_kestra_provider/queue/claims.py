@@ -25,7 +25,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import text
@@ -331,6 +331,7 @@ def session_scope() -> Iterator[Session]:
 
 _TABLES_PRESENT_SQL = text(
     "SELECT to_regclass('kestra_worker') IS NOT NULL AND to_regclass('kestra_workload') IS NOT NULL"
+    " AND to_regclass('kestra_scheduler_loop') IS NOT NULL"
 )
 
 
@@ -714,6 +715,28 @@ def _summary_of(durations: str) -> str:
          FROM {durations})"""
 
 
+# The scheduler loops of the running scheduler jobs (``kestra_scheduler_loop``, written by
+# ``airflow kestra scheduler``; a stock scheduler has none): per job over the last 5 minutes, and
+# per minute of the window over all jobs (the mean, and the worst p99 and longest loop of a job).
+_LOOP_FIGURES = """(SELECT json_build_object(
+        'jobs', (SELECT coalesce(json_agg(per_job), '[]'::json) FROM (
+                    SELECT l.job_id, count(*) AS minutes, sum(l.loops) AS loops, sum(l.busy_loops) AS busy_loops,
+                           sum(l.seconds) / nullif(sum(l.loops), 0) AS mean,
+                           max(l.p99) AS p99, max(l.max) AS max
+                    FROM kestra_scheduler_loop AS l
+                    JOIN job AS j ON j.id = l.job_id AND j.state = 'running'
+                    WHERE l.minute >= date_trunc('minute', now()) - interval '4 minutes'
+                    GROUP BY l.job_id) AS per_job),
+        'series', (SELECT json_agg(json_build_object(
+                        'minute', extract(epoch FROM k.minute), 'loops', coalesce(m.loops, 0),
+                        'mean', m.mean, 'p99', m.p99, 'max', m.max) ORDER BY k.minute)
+                   FROM buckets AS k LEFT JOIN (
+                        SELECT l.minute, sum(l.loops) AS loops,
+                               sum(l.seconds) / nullif(sum(l.loops), 0) AS mean,
+                               max(l.p99) AS p99, max(l.max) AS max
+                        FROM kestra_scheduler_loop AS l, bounds AS b
+                        WHERE l.minute >= b.t0 GROUP BY l.minute) AS m ON m.minute = k.minute)))"""
+
 _UI_LATENCY_SQL = text(
     f"""
     WITH {_UI_RECENT}, picked AS (
@@ -767,7 +790,8 @@ _UI_LATENCY_SQL = text(
                     'id', j.id, 'hostname', j.hostname,
                     'heartbeat_age', extract(epoch FROM now() - j.latest_heartbeat))
                 ORDER BY j.id), '[]'::json)
-         FROM job AS j WHERE j.job_type = 'SchedulerJob' AND j.state = 'running') AS schedulers
+         FROM job AS j WHERE j.job_type = 'SchedulerJob' AND j.state = 'running') AS schedulers,
+        {_LOOP_FIGURES} AS loops
     """
 )
 
@@ -823,5 +847,52 @@ def latency(session: Session, dag_id: str | None = None, minutes: int = 60) -> d
             for point in row.series
         ],
         "dags": row.dags,
-        "schedulers": row.schedulers,
+        "schedulers": _with_loops(row.schedulers, row.loops["jobs"]),
+        "scheduler_loops": row.loops["series"],
     }
+
+
+def _with_loops(schedulers: list[dict[str, Any]], loops: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each running scheduler job with its loops of the last 5 minutes (None: it records none, as
+    a stock ``airflow scheduler``)."""
+    by_job = {entry.pop("job_id"): entry for entry in loops}
+    return [{**job, "loops_5m": by_job.get(job["id"])} for job in schedulers]
+
+
+# Written every few seconds by ``airflow kestra scheduler`` (:mod:`~..scheduler.loop_record`): the
+# figures of one job's minute so far (replacing what it wrote for that minute before), and the rows
+# of every job older than :keep_minutes deleted in the same statement.
+_RECORD_LOOPS_SQL = text(
+    """
+    WITH gone AS (
+        DELETE FROM kestra_scheduler_loop
+        WHERE minute < date_trunc('minute', now()) - make_interval(mins => :keep_minutes)
+    )
+    INSERT INTO kestra_scheduler_loop
+        (job_id, minute, hostname, loops, busy_loops, seconds, p50, p99, max)
+    VALUES (:job_id, to_timestamp(:minute), :hostname, :loops, :busy_loops, :seconds, :p50, :p99, :max)
+    ON CONFLICT (job_id, minute) DO UPDATE SET
+        loops = excluded.loops, busy_loops = excluded.busy_loops, seconds = excluded.seconds,
+        p50 = excluded.p50, p99 = excluded.p99, max = excluded.max
+    """
+)
+
+
+@dataclass(frozen=True)
+class LoopMinute:
+    """One scheduler job's loops in one minute (durations in seconds)."""
+
+    job_id: int
+    hostname: str
+    minute: float  # epoch seconds of the minute's start
+    loops: int
+    busy_loops: int
+    seconds: float
+    p50: float
+    p99: float
+    max: float
+
+
+def record_scheduler_loops(session: Session, figures: LoopMinute, keep_minutes: int = 60) -> None:
+    """Store ``figures`` (one statement), and delete minutes older than ``keep_minutes``."""
+    session.execute(_RECORD_LOOPS_SQL, {**asdict(figures), "keep_minutes": keep_minutes})

@@ -42,7 +42,8 @@ and overrides only small methods:
 
 Each loop (from one ``_do_scheduling`` to the next, its idle wait excluded) sends
 ``kestra.scheduler.loop_duration``, and ``busy_loops`` and ``runs_created`` from its
-:class:`~.work.LoopWork` (:mod:`airflow_kestra_provider.metrics`).
+:class:`~.work.LoopWork` (:mod:`airflow_kestra_provider.metrics`); on PostgreSQL its duration is
+also kept per minute in ``kestra_scheduler_loop`` for the UI page (:mod:`.loop_record`).
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ from airflow_kestra_provider.scheduler import (
 from airflow_kestra_provider.scheduler.batch import Batch
 from airflow_kestra_provider.scheduler.batching import take_in_batches
 from airflow_kestra_provider.scheduler.dag_cache import KestraDagCache, loaded_runs
+from airflow_kestra_provider.scheduler.loop_record import LoopRecord, LoopRecordWriter
 from airflow_kestra_provider.scheduler.next_run_memo import NextRunMemo
 from airflow_kestra_provider.scheduler.work import LoopWork
 from airflow_kestra_provider.worker.backoff import Backoff
@@ -147,6 +149,8 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         self._stats = {"loops": 0, "busy_loops": 0}
         self._stats_logged_at = time.monotonic()
         self._loop_started: float | None = None  # monotonic start of the loop in progress
+        self._loop_record: LoopRecord | None = None  # PostgreSQL: durations for the UI page
+        self._loop_record_writer = LoopRecordWriter()
 
     # -- the loop ------------------------------------------------------------------------------
     def _run_scheduler_loop(self) -> None:
@@ -158,6 +162,8 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         if self._listen_notify and engine is not None and notify.is_postgres(engine):
             notify.install_triggers(engine)
             self._waker = notify.NotifyWaker(engine)
+        if engine is not None and notify.is_postgres(engine):
+            self._loop_record = LoopRecord(self.job.id, self.job.hostname or "")
         try:
             super()._run_scheduler_loop()
         finally:
@@ -208,9 +214,12 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         if started is None:
             return
         busy = bool(self._loop.total)
+        duration = time.monotonic() - started
         self._stats["loops"] += 1
         self._stats["busy_loops"] += busy
-        metrics.scheduler_loop(time.monotonic() - started, busy, self._loop.dag_runs_created)
+        metrics.scheduler_loop(duration, busy, self._loop.dag_runs_created)
+        if self._loop_record is not None:
+            self._loop_record_writer.write(self._loop_record.add(duration, busy))
 
     def _log_stats(self, every: float = 60.0) -> None:
         """One INFO line a minute: loops, busy loops, NOTIFY wake-ups, runs created, cache."""

@@ -16,7 +16,8 @@ ADMIN_USER = "admin"
 
 @dataclass
 class StackConfig:
-    """What one stack runs against: its home, database, DAGs, port and executor."""
+    """What one stack runs against: its home, database, DAGs, port and executor; ``base_path``
+    ("/airflow", say) serves the UI and the APIs under that path of ``[api] base_url``."""
 
     home: Path
     sql_alchemy_conn: str
@@ -24,10 +25,12 @@ class StackConfig:
     port: int = 8080
     executor: str = KESTRA_EXECUTOR
     extra: Mapping[str, str] = field(default_factory=dict)
+    base_path: str = ""
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        """Where the api-server answers, without a trailing slash."""
+        return f"http://127.0.0.1:{self.port}{self.base_path.rstrip('/')}"
 
 
 def free_port() -> int:

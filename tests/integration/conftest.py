@@ -80,6 +80,7 @@ def start_stack(request, embedded_postgres, tmp_path_factory) -> Iterator[StackF
         dags_folder: Path = DAGS_EXAMPLES,
         extra: dict[str, str] | None = None,
         timeout: float = 180.0,
+        base_path: str = "",
     ) -> AirflowStack:
         name = f"{request.module.__name__.rsplit('.', 1)[-1]}_{len(stacks)}".lower()
         config = StackConfig(
@@ -89,6 +90,7 @@ def start_stack(request, embedded_postgres, tmp_path_factory) -> Iterator[StackF
             port=free_port(),
             executor=executor,
             extra=extra or {},
+            base_path=base_path,
         )
         stack = AirflowStack(config, scheduler_args=scheduler_args)
         stacks.append(stack)

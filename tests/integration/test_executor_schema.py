@@ -55,7 +55,7 @@ def test_db_migrate_creates_our_tables_with_their_own_version_table(migrated):
         airflow_heads = conn.execute(sa.text("SELECT count(*) FROM alembic_version")).scalar_one()
         assert airflow_heads == 1  # Airflow's own version table is untouched by ours
         tables = set(sa.inspect(conn).get_table_names())
-    assert {"kestra_worker", "kestra_workload"} <= tables
+    assert {"kestra_worker", "kestra_workload", "kestra_scheduler_loop"} <= tables
     assert "kestra_task_claim" not in tables  # replaced by kestra_workload (kestra0002)
 
 

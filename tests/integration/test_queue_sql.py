@@ -6,6 +6,7 @@ fast: no Airflow migration, no components.
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -46,7 +47,9 @@ def engine(embedded_postgres):
 @pytest.fixture
 def session(engine):
     with engine.begin() as conn:
-        conn.execute(sa.text("TRUNCATE task_instance, job, kestra_workload, kestra_worker"))
+        conn.execute(
+            sa.text("TRUNCATE task_instance, job, kestra_workload, kestra_worker, kestra_scheduler_loop")
+        )
     with Session(engine) as session:
         yield session
         session.rollback()
@@ -441,3 +444,55 @@ def test_latency_percentiles_over_5_minutes_the_window_and_per_minute_for_one_da
     assert other["queued_to_claimed"]["window"]["count"] == 1
     assert other["queued_to_claimed"]["window"]["p50"] == pytest.approx(10.0)
     assert other["dags"] == got["dags"]  # the picker lists every DAG
+
+
+def loop_minute(job_id: int, minutes_ago: int, loops: int, **figures: float) -> claims.LoopMinute:
+    now = time.time()
+    values = {"seconds": 0.1 * loops, "p50": 0.1, "p99": 0.2, "max": 0.3, **figures}
+    return claims.LoopMinute(
+        job_id=job_id,
+        hostname=f"host{job_id}",
+        minute=now // 60 * 60 - 60 * minutes_ago,
+        loops=loops,
+        busy_loops=loops // 2,
+        **values,
+    )
+
+
+def test_scheduler_loops_are_stored_per_minute_and_summed_for_the_running_jobs(session):
+    session.execute(
+        sa.text(
+            "INSERT INTO job (id, state, latest_heartbeat, hostname) VALUES"
+            " (3, 'running', now(), 'host3'), (4, 'running', now(), 'host4'), (5, 'success', now(), 'h')"
+        )
+    )
+    claims.record_scheduler_loops(session, loop_minute(3, 0, 10))
+    claims.record_scheduler_loops(session, loop_minute(3, 0, 40, seconds=8.0, p99=0.5, max=0.9))  # replaces
+    claims.record_scheduler_loops(session, loop_minute(3, 2, 60, seconds=3.0))
+    claims.record_scheduler_loops(session, loop_minute(3, 30, 60, seconds=60.0))  # not in the last 5 min
+    claims.record_scheduler_loops(session, loop_minute(5, 0, 60))  # its job ended
+    claims.record_scheduler_loops(session, loop_minute(3, 61, 1))  # older than an hour
+    assert session.execute(sa.text("SELECT count(*) FROM kestra_scheduler_loop")).scalar() == 5
+    claims.record_scheduler_loops(session, loop_minute(4, 1, 5))  # deletes what is past the hour
+    assert session.execute(sa.text("SELECT count(*) FROM kestra_scheduler_loop")).scalar() == 5
+
+    got = claims.latency(session)
+    by_job = {s["id"]: s for s in got["schedulers"]}
+    assert set(by_job) == {3, 4}
+    ours = by_job[3]["loops_5m"]
+    assert (ours["minutes"], ours["loops"], ours["busy_loops"]) == (2, 100, 50)
+    assert ours["mean"] == pytest.approx(0.11) and ours["p99"] == 0.5 and ours["max"] == 0.9
+    assert by_job[4]["loops_5m"]["loops"] == 5
+    series = got["scheduler_loops"]
+    assert len(series) == 60 and [p["loops"] for p in series[-3:]] == [60, 5, 100]  # job 5's too
+    assert series[-1]["mean"] == pytest.approx((8.0 + 6.0) / 100)
+    assert series[-31]["loops"] == 60 and series[-30]["loops"] == 0 and series[-30]["mean"] is None
+    session.execute(sa.text("UPDATE job SET state = 'success' WHERE id = 4"))
+    assert [s["id"] for s in claims.latency(session)["schedulers"]] == [3]
+
+
+def test_a_stock_scheduler_job_is_listed_without_loops(session):
+    session.execute(sa.text("INSERT INTO job (id, state, latest_heartbeat) VALUES (7, 'running', now())"))
+    got = claims.latency(session)
+    assert [(s["id"], s["loops_5m"]) for s in got["schedulers"]] == [(7, None)]
+    assert {p["loops"] for p in got["scheduler_loops"]} == {0}

@@ -1,6 +1,8 @@
 """The "Kestra queue" page and its ``/kestra/api/v1`` API on a real stack (KestraExecutor, embedded
-worker), behind SimpleAuthManager with an admin and a viewer; then in headless Chromium through
-Airflow's login page and navigation.
+worker, ``airflow kestra scheduler``), behind SimpleAuthManager with an admin and a viewer; then in
+headless Chromium through Airflow's login page and navigation. The stack serves Airflow under a
+sub-path (``[api] base_url`` ending in ``/airflow/``), as behind a reverse proxy: every request
+of these tests, the browser's included, goes through it.
 
 One stack for the whole module. ``KESTRA_UI_SCREENSHOTS=docs/img`` also writes the browser
 test's screenshots there; ``KESTRA_UI_COST=1`` runs the page-cost measurement (2 minutes).
@@ -33,6 +35,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 NOOP = "kestra_bench_noop"
 TEST_QUEUE = "ui_test_queue"
 TEST_DAG = "ui_test_dag"
+BASE_PATH = "/airflow"
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +44,9 @@ def stack(start_stack, tmp_path_factory):
     shutil.copy(DAGS_EXAMPLES / f"{NOOP}.py", folder / f"{NOOP}.py")
     return start_stack(
         executor=KESTRA_EXECUTOR,
+        scheduler_args=("kestra", "scheduler"),
         dags_folder=folder,
+        base_path=BASE_PATH,
         extra={
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,viewer:viewer",
             "AIRFLOW__KESTRA__WORKER_HEARTBEAT_INTERVAL": "1",
@@ -143,6 +148,13 @@ def test_the_api_counts_the_rows_of_the_queue(admin, db):
         assert latency["queued_to_claimed"]["window"]["p99"] == pytest.approx(0.5)
         assert {"dag_id": TEST_DAG, "ended": 4} in latency["dags"]
         assert len(latency["schedulers"]) == 1 and latency["schedulers"][0]["heartbeat_age"] < 30
+        loops = wait_until(
+            lambda: admin.get("/kestra/api/v1/latency").json()["schedulers"][0]["loops_5m"],
+            30,
+            "airflow kestra scheduler stored no loops",
+        )
+        assert loops["loops"] >= 1 and 0 < loops["mean"] <= loops["max"]
+        assert len(latency["scheduler_loops"]) == 60
         workers = admin.get("/kestra/api/v1/workers").json()["workers"]
         assert next(w for w in workers if w["name"] == name)["badge"] == "maintenance"
     finally:
@@ -222,11 +234,18 @@ def test_the_page_in_the_airflow_ui_fills_while_runs_go_in_both_themes(stack, ad
             )
         )
     page = log_in(browser, stack)
+    responses: list[tuple[int, str]] = []
+    page.on("response", lambda r: responses.append((r.status, r.url)))
     page.get_by_role("link", name="Kestra queue").first.click()
-    page.wait_for_url(re.compile(r"/plugin/kestra"))
+    page.wait_for_url(re.compile(rf"{BASE_PATH}/plugin/kestra"))
     frame = page.frame_locator("iframe[title='Kestra queue']")
     workers = frame.locator("#workers-table tbody tr")
     workers.first.wait_for(timeout=30_000)
+    # under the sub-path: the page and its API calls too (events arrive while Playwright waits)
+    ours = f"{stack.config.base_url}/kestra/"
+    kestra_responses = [r for r in responses if "/kestra/" in r[1]]
+    assert (200, ours) in kestra_responses and (200, ours + "api/v1/workers") in kestra_responses
+    assert all(status == 200 and url.startswith(ours) for status, url in kestra_responses), kestra_responses
     embedded_row = frame.locator("#workers-table tbody tr", has_text="(embedded)")
     assert embedded_row.locator(".badge").inner_text() == "healthy"
     html_row = frame.locator("tr[data-worker='<b>bold</b>']")
@@ -255,6 +274,14 @@ def test_the_page_in_the_airflow_ui_fills_while_runs_go_in_both_themes(stack, ad
     )
     assert frame.locator("#queue-chart path.s2").get_attribute("d")  # completions drawn
     assert frame.locator("#latency-chart path.s0").get_attribute("d")
+    # the scheduler's loops (airflow kestra scheduler writes them every 10 s; no data: an en dash)
+    loops_per_minute = frame.locator("#scheduler-table tbody tr").first.locator("td").nth(2)
+    wait_until(
+        lambda: loops_per_minute.inner_text() != "\u2013",
+        30,
+        "the scheduler's loops did not show",
+    )
+    assert frame.locator("#loop-chart path.s0").get_attribute("d")
     frame.locator("#dag").select_option(NOOP)
     frame.locator("#latency-empty").wait_for(state="hidden")
     assert frame.locator("html").get_attribute("data-theme") == "light"
@@ -321,6 +348,7 @@ def measure(stack, embedded_postgres, seconds: float) -> tuple[float, float]:
 )
 def test_cost_of_five_open_tabs(stack, browser, embedded_postgres):
     seconds = 60.0
+    time.sleep(30)  # let the stack's start-up work (first parse, migrations' aftermath) settle
     idle = measure(stack, embedded_postgres, seconds)
     page = log_in(browser, stack)
     tabs = [page]
