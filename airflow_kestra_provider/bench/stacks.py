@@ -7,8 +7,8 @@ executor and the scheduler command differ:
 * "executor": KestraExecutor under the stock ``airflow scheduler`` (the executor alone);
 * "kestra": whatever ``airflow kestra standalone`` runs (executor and scheduler command taken from
   the standalone command, so the comparison follows it);
-* "kestra-remote1", "kestra-remote2": "kestra" with the embedded worker off and one or two
-  ``airflow kestra worker`` processes running the tasks instead.
+* "kestra-remote1", "kestra-remote2", "kestra-remote4": "kestra" with the embedded worker off and
+  one, two or four ``airflow kestra worker`` processes running the tasks instead.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from airflow_kestra_provider.stack.environment import KESTRA_EXECUTOR, StackConf
 from airflow_kestra_provider.stack.processes import airflow_argv
 from airflow_kestra_provider.stack.stack import AirflowStack
 
-FLAVOURS = ("stock", "executor", "kestra", "kestra-remote1", "kestra-remote2")
+FLAVOURS = ("stock", "executor", "kestra", "kestra-remote1", "kestra-remote2", "kestra-remote4")
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def flavour(name: str) -> Flavour:
         )
 
         return Flavour("kestra", STANDALONE_EXECUTOR, tuple(STANDALONE_SCHEDULER_ARGS))
-    if name in ("kestra-remote1", "kestra-remote2"):
+    if name in ("kestra-remote1", "kestra-remote2", "kestra-remote4"):
         return Flavour(name, KESTRA_EXECUTOR, flavour("kestra").scheduler_args, remote_workers=int(name[-1]))
     raise ValueError(f"unknown stack {name!r}: expected one of {', '.join(FLAVOURS)}")
 

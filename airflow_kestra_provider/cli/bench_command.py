@@ -273,23 +273,50 @@ def bench_recovery(args: argparse.Namespace) -> None:
 MAX_SCALE_DAGS = 1_000_000
 
 
-def parse_dag_counts(raw: str | int | None) -> list[int]:
-    """Sizes from ``--dags 2000`` or ``--dags 2000,10000,100000``; each an integer in [1, 1000000]."""
+def parse_numbers(option: str, raw: Any, kind: type, low: float, high: float, example: str) -> list[Any]:
+    """Comma-separated numbers of ``kind`` (int: whole numbers, ``_`` allowed) in [low, high]."""
     items = [x.strip() for x in str(raw if raw is not None else "").split(",") if x.strip()]
     if not items:
-        raise BenchUsageError(
-            "--dags needs at least one number of DAGs, e.g. --dags 2000 or --dags 2000,10000"
-        )
-    counts = []
+        raise BenchUsageError(f"{option} needs at least one {example}")
+    values = []
     for item in items:
         try:
-            count = int(item.replace("_", ""))
+            value = kind(item.replace("_", ""))
         except ValueError:
-            raise BenchUsageError(f"--dags: {item!r} is not a whole number") from None
-        if not 1 <= count <= MAX_SCALE_DAGS:
-            raise BenchUsageError(f"--dags must be between 1 and {MAX_SCALE_DAGS}, got {count}")
-        counts.append(count)
-    return counts
+            what = "a whole number" if kind is int else "a number"
+            raise BenchUsageError(f"{option}: {item!r} is not {what}") from None
+        if not low <= value <= high:
+            shown = [f"{v:g}" if kind is float else str(v) for v in (low, high, value)]
+            raise BenchUsageError(f"{option} must be between {shown[0]} and {shown[1]}, got {shown[2]}")
+        values.append(value)
+    return values
+
+
+def parse_dag_counts(raw: str | int | None) -> list[int]:
+    """Sizes from ``--dags 2000`` or ``--dags 2000,10000,100000``; each an integer in [1, 1000000]."""
+    return parse_numbers(
+        "--dags", raw, int, 1, MAX_SCALE_DAGS, "number of DAGs, e.g. --dags 2000 or --dags 2000,10000"
+    )
+
+
+@_one_line_errors
+def bench_claims(args: argparse.Namespace) -> None:
+    from airflow_kestra_provider.bench.claims import ClaimPlan, bench_claims, claims_rows, write_claims
+
+    plan = ClaimPlan(
+        poll_sizes=parse_numbers("--poll-sizes", args.poll_sizes, int, 1, 10_000, "poll size, e.g. 1,10,100"),
+        pollers=parse_numbers("--pollers", args.pollers, int, 1, 64, "number of pollers, e.g. 1,4,16"),
+        delays_ms=parse_numbers("--delays", args.delays, float, 0, 1000, "delay in ms, e.g. 0,1,5"),
+        rows=parse_numbers("--rows", args.rows, int, 1, 10_000_000, "number of rows")[0],
+        duration=_positive("--duration", args.duration),
+        work_dir=Path(args.work_dir) if args.work_dir else None,
+        postgres_url=args.postgres_url,
+    )
+    report = bench_claims(plan, _log)
+    _print_rows(claims_rows(report), args)
+    if args.out:
+        write_claims(report, Path(args.out))
+        _log(f"wrote {Path(args.out) / 'claims.md'} and {Path(args.out) / 'claims.json'}")
 
 
 def _plan(args: argparse.Namespace, default_dags: Callable[[], Path]) -> Any:

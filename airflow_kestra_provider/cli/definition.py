@@ -143,9 +143,9 @@ ARG_BENCH_STACKS = Arg(
     ("--stacks",),
     default="stock,kestra",
     help="Comma-separated stacks to run, in this order: stock (LocalExecutor, airflow scheduler), "
-    "executor (KestraExecutor, airflow scheduler), kestra (airflow kestra standalone), kestra-remote1 "
-    "and kestra-remote2 (kestra with the embedded worker off and 1 or 2 airflow kestra worker "
-    "processes); default stock,kestra",
+    "executor (KestraExecutor, airflow scheduler), kestra (airflow kestra standalone), kestra-remote1, "
+    "kestra-remote2 and kestra-remote4 (kestra with the embedded worker off and 1, 2 or 4 airflow "
+    "kestra worker processes); default stock,kestra",
 )
 ARG_BENCH_WORK_DIR = Arg(
     ("--work-dir",), help="Folder for the throw-away AIRFLOW_HOMEs (default: a temp dir)"
@@ -241,6 +241,26 @@ ARG_BENCH_RECOVERY_TIMEOUT = Arg(
     help="Seconds after the kill to wait for recovery before reporting what did not recover (default 600)",
 )
 ARG_BENCH_RECOVERY_OUT = Arg(("--out",), help="Folder for recovery.md and recovery.json (optional)")
+ARG_BENCH_CLAIMS_POLL_SIZES = Arg(
+    ("--poll-sizes",),
+    default="1,10,100",
+    help="Task instances one poll may claim, comma-separated (default 1,10,100)",
+)
+ARG_BENCH_CLAIMS_POLLERS = Arg(
+    ("--pollers",), default="1,4,16", help="Processes polling at once, comma-separated (default 1,4,16)"
+)
+ARG_BENCH_CLAIMS_DELAYS = Arg(
+    ("--delays",),
+    default="0,1,5",
+    help="Round trips added between pollers and PostgreSQL, ms, comma-separated (default 0,1,5)",
+)
+ARG_BENCH_CLAIMS_ROWS = Arg(
+    ("--rows",), default="20000", help="Queued task instances, pending again for each case (default 20000)"
+)
+ARG_BENCH_CLAIMS_DURATION = Arg(
+    ("--duration",), type=float, default=5.0, help="Seconds of polling per case at most (default 5)"
+)
+ARG_BENCH_CLAIMS_OUT = Arg(("--out",), help="Folder for claims.md and claims.json (optional)")
 _BENCH_STACK_ARGS = (
     ARG_BENCH_STACKS,
     ARG_BENCH_WORK_DIR,
@@ -327,6 +347,23 @@ BENCH_COMMANDS = (
             ARG_BENCH_RECOVERY_SLEEP,
             ARG_BENCH_RECOVERY_TIMEOUT,
             ARG_BENCH_RECOVERY_OUT,
+            ARG_OUTPUT,
+            ARG_BENCH_WORK_DIR,
+            ARG_BENCH_POSTGRES_URL,
+        ),
+    ),
+    ActionCommand(
+        name="claims",
+        help="Task instances per second the workers' poll statement claims alone, by poll size, pollers "
+        "at once and round-trip delay to PostgreSQL",
+        func=lazy_load_command("airflow_kestra_provider.cli.bench_command.bench_claims"),
+        args=(
+            ARG_BENCH_CLAIMS_POLL_SIZES,
+            ARG_BENCH_CLAIMS_POLLERS,
+            ARG_BENCH_CLAIMS_DELAYS,
+            ARG_BENCH_CLAIMS_ROWS,
+            ARG_BENCH_CLAIMS_DURATION,
+            ARG_BENCH_CLAIMS_OUT,
             ARG_OUTPUT,
             ARG_BENCH_WORK_DIR,
             ARG_BENCH_POSTGRES_URL,

@@ -25,4 +25,4 @@ class KestraDBManager(BaseDBManager):
     alembic_file = str(PACKAGE_DIR / "migrations" / "alembic.ini")
     supports_table_dropping = True
     # provider version -> the migration head it ships
-    revision_heads_map = {"0.1.0": "kestra0001", "0.2.0": "kestra0005"}  # noqa: RUF012 - the base class declares it so
+    revision_heads_map = {"0.1.0": "kestra0001", "0.2.0": "kestra0006"}  # noqa: RUF012 - the base class declares it so

@@ -81,10 +81,11 @@ kestra_workload = Table(
     Column("detail", Text),
     Column("finished_at", DateTime(timezone=True)),
     Column("reported_at", DateTime(timezone=True)),
-    # waiting for a worker, in claim order: what the poll statement reads
+    # waiting for a worker, in claim order (priority_weight DESC, created_at): what the poll
+    # statement reads, :limit rows of it however many are waiting
     Index(
         "kestra_workload_pending",
-        "priority_weight",
+        text("priority_weight DESC"),
         "created_at",
         postgresql_where=text("claimed_at IS NULL AND finished_at IS NULL"),
     ),

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -55,14 +55,14 @@ _ENQUEUE_SQL = text(
 )
 
 # The worker must still be registered as running: a worker declared dead claims nothing.
+# The pending rows are read in claim order through the kestra_workload_pending index (its order is
+# the ORDER BY's, so a poll reads :limit rows however deep the queue is), and only those rows' task
+# instances are looked up, by primary key: a row whose task instance left queued (or moved to
+# another try) is claimed as dropped, not returned.
 _CLAIM_SQL = text(
     """
     WITH candidate AS (
-        SELECT w.id,
-               EXISTS (
-                   SELECT 1 FROM task_instance AS ti
-                   WHERE ti.id = w.ti_id AND ti.try_number = w.try_number AND ti.state = 'queued'
-               ) AS runnable
+        SELECT w.id, w.ctid AS row_at, w.ti_id, w.try_number
         FROM kestra_workload AS w
         WHERE w.claimed_at IS NULL AND w.finished_at IS NULL
           AND (:all_queues OR w.queue = ANY(:queues))
@@ -70,13 +70,21 @@ _CLAIM_SQL = text(
         ORDER BY w.priority_weight DESC, w.created_at
         LIMIT :limit
         FOR UPDATE OF w SKIP LOCKED
+    ), checked AS (
+        SELECT c.id, c.row_at, coalesce(ti.try_number = c.try_number AND ti.state = 'queued', false) AS runnable
+        FROM candidate AS c
+        -- OFFSET 0 keeps this a lookup per candidate (by primary key), never a scan of task_instance
+        LEFT JOIN LATERAL (
+            SELECT t.try_number, t.state FROM task_instance AS t WHERE t.id = c.ti_id OFFSET 0
+        ) AS ti ON true
     ), claimed AS (
         UPDATE kestra_workload AS w
         SET worker_id = :worker_id, claimed_at = now(),
             finished_at = CASE WHEN c.runnable THEN NULL ELSE now() END,
             result = CASE WHEN c.runnable THEN NULL ELSE 'dropped' END
-        FROM candidate AS c
-        WHERE w.id = c.id
+        FROM checked AS c
+        -- the candidates' own row versions (locked above): a TID lookup each, never a scan
+        WHERE w.ctid = ANY (ARRAY(SELECT row_at FROM checked)) AND w.id = c.id
         RETURNING w.id, w.ti_id, w.try_number, w.workload, w.priority_weight, w.created_at, c.runnable
     )
     SELECT id, ti_id, try_number, workload FROM claimed WHERE runnable
@@ -362,19 +370,65 @@ def enqueue(session: Session, job_id: int | None, workloads: Sequence[QueuedWork
     )
 
 
-def claim(session: Session, *, worker_id: str, limit: int, queues: Iterable[str]) -> list[ClaimedWorkload]:
-    """Claim up to ``limit`` pending workloads for ``worker_id`` in one statement."""
+def _claim_params(worker_id: str, limit: int, queues: Iterable[str]) -> dict[str, Any]:
     queue_list = sorted(queues)
-    rows = session.execute(
-        _CLAIM_SQL,
-        {
-            "worker_id": worker_id,
-            "limit": limit,
-            "all_queues": not queue_list,
-            "queues": queue_list or [""],
-        },
-    ).all()
+    return {
+        "worker_id": worker_id,
+        "limit": limit,
+        "all_queues": not queue_list,
+        "queues": queue_list or [""],
+    }
+
+
+def _claimed(rows: Iterable[Any]) -> list[ClaimedWorkload]:
     return [ClaimedWorkload(str(r.id), str(r.ti_id), r.try_number, r.workload) for r in rows]
+
+
+def claim(session: Session, *, worker_id: str, limit: int, queues: Iterable[str]) -> list[ClaimedWorkload]:
+    """Claim up to ``limit`` pending workloads for ``worker_id`` in one statement (in the
+    session's transaction: claimed when it commits)."""
+    return _claimed(session.execute(_CLAIM_SQL, _claim_params(worker_id, limit, queues)).all())
+
+
+class PollConnection:
+    """The connection a worker's poll loop claims on: taken from Airflow's engine once and kept,
+    in autocommit, so a poll is one round trip to PostgreSQL (the statement commits by itself)
+    instead of four (pool pre-ping, BEGIN, the statement, COMMIT). A poll that fails drops the
+    connection; the next poll takes a fresh one (pre-pinged by the pool)."""
+
+    def __init__(self, engine: Any = None) -> None:
+        self._engine = engine
+        self._connection: Any = None
+
+    def _connect(self) -> Any:
+        if self._connection is None:
+            engine = self._engine
+            if engine is None:
+                from airflow import settings
+
+                engine = settings.engine
+            if engine is None:
+                raise RuntimeError("Airflow's ORM is not configured")
+            self._connection = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        return self._connection
+
+    def claim(self, *, worker_id: str, limit: int, queues: Iterable[str]) -> list[ClaimedWorkload]:
+        """Claim up to ``limit`` pending workloads for ``worker_id``: one statement, committed."""
+        connection = self._connect()
+        try:
+            return _claimed(connection.execute(_CLAIM_SQL, _claim_params(worker_id, limit, queues)).all())
+        except BaseException:
+            self.close(invalidate=True)
+            raise
+
+    def close(self, invalidate: bool = False) -> None:
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        with suppress(Exception):
+            if invalidate:
+                connection.invalidate()
+            connection.close()
 
 
 def finish(session: Session, worker_id: str, results: Sequence[TaskResult]) -> None:

@@ -206,6 +206,7 @@ class KestraWorker:
         self._threads: list[threading.Thread] = []
         self._batch_pool: ThreadPoolExecutor | None = None
         self._listener: Listener | None = None
+        self._poll_connection = claims.PollConnection()  # the poll thread's own
         self._id_lock = threading.Lock()  # the id changes when the worker registers anew
         self._claimed_at = time.monotonic()  # when the last claim statement returned
         self._state = "running"  # as the last heartbeat read it
@@ -308,6 +309,13 @@ class KestraWorker:
             config.switch_steps,
         )
         failures = FailureLog(log, f"kestra worker {self.id}: poll")
+        try:
+            self._poll_until_stopped(backoff, failures)
+        finally:
+            self._poll_connection.close()
+
+    def _poll_until_stopped(self, backoff: Backoff, failures: FailureLog) -> None:
+        config = self.config
         while not self._stopping.is_set():
             try:
                 free = self.pool.free_slots
@@ -333,8 +341,7 @@ class KestraWorker:
 
     def _claim(self, limit: int) -> list[ClaimedWorkload]:
         began = time.monotonic()
-        with claims.session_scope() as session:
-            rows = claims.claim(session, worker_id=self.id, limit=limit, queues=self.config.queues)
+        rows = self._poll_connection.claim(worker_id=self.id, limit=limit, queues=self.config.queues)
         self._claimed_at = time.monotonic()
         self.metrics.polled(self._claimed_at - began, len(rows))
         self.stats.polls += 1

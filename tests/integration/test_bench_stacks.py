@@ -71,3 +71,32 @@ def test_scale_creates_and_finishes_every_run(embedded_postgres, tmp_path):
     assert (stock["created"], stock["finished"]) == (30, 30)
     assert 0 < stock["all_created_seconds"] <= stock["all_finished_seconds"]
     assert stock["loops"]["count"] > 0
+
+
+def test_claims_claims_every_queued_task_instance_once_per_case(embedded_postgres, tmp_path):
+    """The poll statement on Airflow's real schema, directly and through the delay proxy: each case
+    empties the queue, and the claims add up to the rows (none claimed twice)."""
+    out = tmp_path / "out"
+    result = _bench(
+        tmp_path,
+        "claims",
+        "--rows", "400",
+        "--poll-sizes", "1,50",
+        "--pollers", "1,3",
+        "--delays", "0,2",
+        "--duration", "60",
+        "--out", str(out),
+        "-o", "json",
+        "--work-dir", str(tmp_path / "work"),
+        "--postgres-url", embedded_postgres.sqlalchemy_url(),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((out / "claims.json").read_text())
+    assert len(report["results"]) == 8
+    for case in report["results"]:
+        assert case["emptied"] and case["claimed"] == 400, case
+        assert case["claims_per_second"] > 0
+        if case["delay_ms"] == 2:
+            assert case["poll_p50_ms"] >= 2, case  # every poll paid the round trip
+    assert "Round trip added: 2 ms" in (out / "claims.md").read_text()
+    assert len(json.loads(result.stdout)) == 8

@@ -82,6 +82,11 @@ def test_migrations_build_exactly_the_models(migrated):
     }
     pending = indexes["kestra_workload_pending"]["dialect_options"]["postgresql_where"]
     assert "claimed_at IS NULL" in pending and "finished_at IS NULL" in pending
+    with engine.connect() as conn:
+        definition = conn.execute(
+            sa.text("SELECT indexdef FROM pg_indexes WHERE indexname = 'kestra_workload_pending'")
+        ).scalar_one()
+    assert "(priority_weight DESC, created_at)" in definition  # the poll statement's order
 
 
 def test_db_migrate_again_changes_nothing(migrated):

@@ -496,3 +496,53 @@ def test_a_stock_scheduler_job_is_listed_without_loops(session):
     got = claims.latency(session)
     assert [(s["id"], s["loops_5m"]) for s in got["schedulers"]] == [(7, None)]
     assert {p["loops"] for p in got["scheduler_loops"]} == {0}
+
+
+def test_a_poll_reads_only_the_rows_it_claims_however_deep_the_queue(session):
+    """The plan of the poll statement with 5,000 task instances waiting: the pending index in claim
+    order (no sort of the queue), task instances and claimed rows looked up one by one (no scan)."""
+    register(session, "w1")
+    session.execute(
+        sa.text(
+            "INSERT INTO task_instance (id, try_number, state) SELECT gen_random_uuid(), 1, 'queued' FROM generate_series(1, 5000)"
+        )
+    )
+    session.execute(
+        sa.text(
+            "INSERT INTO kestra_workload (id, ti_id, try_number, dag_id, task_id, run_id, map_index, queue,"
+            " priority_weight, workload, created_at)"
+            " SELECT gen_random_uuid(), id, 1, 'd', 't', 'r', -1, 'default', 1, 'x', clock_timestamp()"
+            " FROM task_instance"
+        )
+    )
+    session.execute(sa.text("ANALYZE task_instance, kestra_workload, kestra_worker"))
+    params = {"worker_id": "w1", "limit": 100, "all_queues": False, "queues": ["default"]}
+    plan = "\n".join(r[0] for r in session.execute(sa.text(f"EXPLAIN {claims._CLAIM_SQL.text}"), params))
+    assert "Index Scan using kestra_workload_pending" in plan, plan
+    assert "Seq Scan on task_instance" not in plan and "Seq Scan on kestra_workload" not in plan, plan
+    assert "Sort Key: w.priority_weight" not in plan, plan
+    assert len(claims.claim(session, worker_id="w1", limit=100, queues=["default"])) == 100
+
+
+def test_the_poll_connection_claims_in_autocommit_and_reconnects_after_a_failure(session, engine):
+    register(session, "w1")
+    ti_ids = [add_ti(session) for _ in range(3)]
+    claims.enqueue(session, 1, [workload(ti_id) for ti_id in ti_ids])
+    session.commit()
+    poller = claims.PollConnection(engine)
+    try:
+        [first] = poller.claim(worker_id="w1", limit=1, queues=())
+        # committed by itself: another connection sees the claim at once
+        with engine.connect() as other:
+            owner = other.execute(
+                sa.text("SELECT worker_id FROM kestra_workload WHERE id = :i"), {"i": first.id}
+            ).scalar()
+        assert owner == "w1"
+        backend = poller._connect().execute(sa.text("SELECT pg_backend_pid()")).scalar()
+        with engine.connect() as other:
+            other.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": backend})
+        with pytest.raises(sa.exc.OperationalError):
+            poller.claim(worker_id="w1", limit=1, queues=())
+        assert len(poller.claim(worker_id="w1", limit=5, queues=())) == 2  # a fresh connection
+    finally:
+        poller.close()

@@ -56,7 +56,7 @@ def test_compare_bad_stacks(capsys, tmp_path):
     )
     assert code == 2
     assert err == [
-        "airflow kestra bench: error: --stacks takes a comma-separated subset of stock,executor,kestra,kestra-remote1,kestra-remote2, got 'stock,celery'"
+        "airflow kestra bench: error: --stacks takes a comma-separated subset of stock,executor,kestra,kestra-remote1,kestra-remote2,kestra-remote4, got 'stock,celery'"
     ]
 
 
@@ -69,7 +69,7 @@ def test_the_former_stack_names_are_refused(old, command, capsys, tmp_path):
     assert code == 2
     assert err == [
         "airflow kestra bench: error: --stacks takes a comma-separated subset of "
-        f"stock,executor,kestra,kestra-remote1,kestra-remote2, got {old!r}"
+        f"stock,executor,kestra,kestra-remote1,kestra-remote2,kestra-remote4, got {old!r}"
     ]
 
 
@@ -105,7 +105,7 @@ def test_scale_bad_dags(dags, needle, capsys):
         (["--schedule", "assets", "--duration", "-5"], "--duration must be > 0, got -5.0"),
         (
             ["--stacks", "stock,ours"],
-            "--stacks takes a comma-separated subset of stock,executor,kestra,kestra-remote1,kestra-remote2",
+            "--stacks takes a comma-separated subset of stock,executor,kestra,kestra-remote1,kestra-remote2,kestra-remote4",
         ),
     ],
 )
@@ -138,9 +138,11 @@ def test_three_stack_flavours():
     assert flavour("kestra").scheduler_args == tuple(STANDALONE_SCHEDULER_ARGS)
     assert flavour("kestra").remote_workers == 0
     assert flavour("kestra-remote2").remote_workers == 2
+    assert flavour("kestra-remote4").remote_workers == 4
     assert flavour("kestra-remote1").scheduler_args == tuple(STANDALONE_SCHEDULER_ARGS)
     with pytest.raises(
-        ValueError, match="expected one of stock, executor, kestra, kestra-remote1, kestra-remote2"
+        ValueError,
+        match="expected one of stock, executor, kestra, kestra-remote1, kestra-remote2, kestra-remote4",
     ):
         flavour("ours")
 
