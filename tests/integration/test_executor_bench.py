@@ -1,5 +1,6 @@
-"""The "executor" bench stack end to end: ``bench chain --stacks stock,executor`` starts a stock
-stack and a KestraExecutor-under-``airflow scheduler`` stack, and reports both with their ratio.
+"""The "executor" bench stack end to end: ``bench chain --stacks executor`` starts a
+KestraExecutor-under-``airflow scheduler`` stack and reports it (the stock stack runs in
+``test_bench_stacks.py``; the ratio rows are unit-tested in ``tests/unit/bench/test_writers.py``).
 
 Its databases go on the session's embedded PostgreSQL (``--postgres-url``)."""
 
@@ -27,7 +28,7 @@ def test_chain_with_the_executor_stack(embedded_postgres, tmp_path):
             "bench",
             "chain",
             "--stacks",
-            "stock,executor",
+            "executor",
             "--length",
             "3",
             "--runs",
@@ -47,10 +48,10 @@ def test_chain_with_the_executor_stack(embedded_postgres, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((out / "chain.json").read_text())
-    assert [r["stack"] for r in report["results"]] == ["stock", "executor"]
+    assert [r["stack"] for r in report["results"]] == ["executor"]
     for row in report["results"]:
         assert (row["completed"], row["succeeded"]) == (2, 2), row
         assert row["per_link"]["p50"] > 0
     lines = (out / "chain.md").read_text().splitlines()
-    assert [line.split(" | ")[0] for line in lines[4:]] == ["| stock", "| executor", "| stock/executor"]
+    assert [line.split(" | ")[0] for line in lines[4:]] == ["| executor"]
     assert "starting the executor stack (" + KESTRA_EXECUTOR + ", `airflow scheduler`)" in result.stderr
