@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import signal
 from pathlib import Path
 
+import psutil
 import sqlalchemy as sa
 
 from airflow_kestra_provider.stack.processes import Component, Supervisor
@@ -167,3 +169,18 @@ def assert_successes_ran(db: sa.Engine, dag_id: str, marks: Path) -> None:
 
 def component(supervisor: Supervisor, name: str) -> Component:
     return next(c for c in supervisor.components if c.name == name)
+
+
+def kill_tree(pid: int) -> list[psutil.Process]:
+    """SIGKILL ``pid`` and every process under it at once, as when its machine or container dies.
+
+    Airflow's task supervisor puts each task process in a process group of its own, so killing
+    the worker's group alone would leave the tasks running as orphans."""
+    root = psutil.Process(pid)
+    members = [root, *root.children(recursive=True)]
+    for member in members:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.send_signal(signal.SIGKILL)
+    _, alive = psutil.wait_procs(members, timeout=10)
+    assert alive == []
+    return members

@@ -16,11 +16,14 @@ from airflow_kestra_provider.stack.processes import airflow_argv
 pytestmark = pytest.mark.integration
 
 
-def _bench(tmp_path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def _bench(tmp_path, postgres, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """``airflow kestra bench ARGS`` writing to ``tmp_path/out`` (``-o json``), its throw-away
+    homes under ``tmp_path/work`` and its databases on the session's ``postgres``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
     env["AIRFLOW_HOME"] = str(tmp_path / "invoker-home")
+    common = ["--out", str(tmp_path / "out"), "-o", "json", "--work-dir", str(tmp_path / "work")]
     return subprocess.run(
-        airflow_argv("kestra", "bench", *args),
+        airflow_argv("kestra", "bench", *args, *common, "--postgres-url", postgres.sqlalchemy_url()),
         env=env,
         capture_output=True,
         text=True,
@@ -33,15 +36,12 @@ def test_compare_writes_table_plot_and_json(embedded_postgres, tmp_path):
     out = tmp_path / "out"
     result = _bench(
         tmp_path,
+        embedded_postgres,
         "compare",
         "--stacks", "stock",
         "--rates", "2",
         "--duration", "3",
         "--warmup", "0",
-        "--out", str(out),
-        "-o", "json",
-        "--work-dir", str(tmp_path / "work"),
-        "--postgres-url", embedded_postgres.sqlalchemy_url(),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((out / "results.json").read_text())
@@ -58,13 +58,11 @@ def test_compare_writes_table_plot_and_json(embedded_postgres, tmp_path):
 def test_scale_creates_and_finishes_every_run(embedded_postgres, tmp_path):
     result = _bench(
         tmp_path,
+        embedded_postgres,
         "scale",
         "--stacks", "stock",
         "--dags", "30",
         "--timeout", "300",
-        "--out", str(tmp_path / "out"),
-        "--work-dir", str(tmp_path / "work"),
-        "--postgres-url", embedded_postgres.sqlalchemy_url(),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     [stock] = json.loads((tmp_path / "out" / "scale.json").read_text())["results"]
@@ -79,16 +77,13 @@ def test_claims_claims_every_queued_task_instance_once_per_case(embedded_postgre
     out = tmp_path / "out"
     result = _bench(
         tmp_path,
+        embedded_postgres,
         "claims",
         "--rows", "400",
         "--poll-sizes", "1,50",
         "--pollers", "1,3",
         "--delays", "0,2",
         "--duration", "60",
-        "--out", str(out),
-        "-o", "json",
-        "--work-dir", str(tmp_path / "work"),
-        "--postgres-url", embedded_postgres.sqlalchemy_url(),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((out / "claims.json").read_text())

@@ -7,12 +7,10 @@ twice, or a task that never ran, shows in the marks file whatever the database s
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 import sqlalchemy as sa
 
@@ -24,6 +22,7 @@ from tests.integration.reliability import (
     assert_each_try_ran_at_most_once,
     assert_successes_ran,
     component,
+    kill_tree,
     open_task_instances,
     read_marks,
     ti_rows,
@@ -86,21 +85,6 @@ def worker_id_of(db, pid: int, timeout: float = 120) -> str:
             ).scalar()
 
     return str(wait_until(running_row, timeout, f"no running worker row for pid {pid}"))
-
-
-def kill_tree(pid: int) -> list[psutil.Process]:
-    """SIGKILL ``pid`` and every process under it at once, as when its machine or container dies.
-
-    Airflow's task supervisor puts each task process in a process group of its own, so killing
-    the worker's group alone would leave the tasks running as orphans."""
-    root = psutil.Process(pid)
-    members = [root, *root.children(recursive=True)]
-    for member in members:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            member.send_signal(signal.SIGKILL)
-    _, alive = psutil.wait_procs(members, timeout=10)
-    assert alive == []
-    return members
 
 
 def started_not_ended(marks: Path) -> set[tuple[str, str, int]]:

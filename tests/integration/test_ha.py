@@ -9,13 +9,10 @@ within ``[scheduler] scheduler_health_check_threshold`` plus the reap interval.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
-import signal
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 import sqlalchemy as sa
 
@@ -27,6 +24,7 @@ from tests.integration.reliability import (
     assert_each_try_ran_at_most_once,
     assert_successes_ran,
     component,
+    kill_tree,
     open_task_instances,
     trigger,
     wait_runs_terminal,
@@ -138,16 +136,6 @@ def open_rows_of(db, job_id: int) -> int:
                 {"j": job_id},
             ).scalar_one()
         )
-
-
-def kill_tree(pid: int) -> None:
-    """SIGKILL ``pid`` and everything under it at once, as when its container dies."""
-    root = psutil.Process(pid)
-    members = [root, *root.children(recursive=True)]
-    for member in members:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            member.send_signal(signal.SIGKILL)
-    psutil.wait_procs(members, timeout=10)
 
 
 def test_two_schedulers_share_the_load_and_one_killed_loses_nothing(stack, db, marks):
