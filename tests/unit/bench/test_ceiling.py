@@ -60,3 +60,6 @@ def test_the_markdown_has_the_ceiling_and_cpu_per_component_side_by_side():
     assert "| scheduler | 200 ms | 50 ms |" in text
     assert "| kestra-worker | - | 30 ms |" in text
     assert "| stock | 4/s | 10/10 | 2.50/s | 20.00 s | no | no |" in text
+    ladder = text.split("Ladder:")[1].strip().splitlines()
+    assert ladder[0] == "| stack | rate | finished | throughput | p50 | kept up | kept up fast (p50 < 1 s) |"
+    assert {line.count("|") for line in ladder} == {8}  # a header for every column
