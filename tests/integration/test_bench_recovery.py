@@ -23,15 +23,13 @@ def test_scheduler_kill_with_default_settings_recovers_every_task(embedded_postg
     out = tmp_path / "out"
     result = _bench(
         tmp_path,
+        embedded_postgres,
         "recovery",
         "--kill", "scheduler",
         "--stacks", "kestra",
         "--runs", "4",
         "--sleep", "10",
         "--timeout", str(BELOW_STOCK_TIMEOUTS),
-        "--out", str(out),
-        "--work-dir", str(tmp_path / "work"),
-        "--postgres-url", embedded_postgres.sqlalchemy_url(),
         timeout=900,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
