@@ -16,7 +16,7 @@ PYTEST_BASETEMP = $(shell mktemp -d /tmp/kestra-pytest-XXXXXX)
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check uv
-	$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -e ".[test,bench,standalone]"
+	$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -e ".[test,bench,standalone,engines]"
 	touch $@
 
 # --dags-folder: the example DAGs, also when $(AIRFLOW_HOME)/airflow.cfg sets [core] dags_folder.

@@ -8,7 +8,12 @@ executor and the scheduler command differ:
 * "kestra": whatever ``airflow kestra standalone`` runs (executor and scheduler command taken from
   the standalone command, so the comparison follows it);
 * "kestra-remote1", "kestra-remote2", "kestra-remote4": "kestra" with the embedded worker off and
-  one, two or four ``airflow kestra worker`` processes running the tasks instead.
+  one, two or four ``airflow kestra worker`` processes running the tasks instead;
+* "stock-celery", "kestra-celery": CeleryExecutor (one ``airflow celery worker``, a broker of the
+  stack's own) under ``airflow scheduler`` or ``airflow kestra scheduler``;
+* "stock-edge", "kestra-edge": EdgeExecutor (one ``airflow edge worker``) under either scheduler.
+
+The Celery and Edge stacks need the ``engines`` extra (apache-airflow-providers-celery and -edge3).
 """
 
 from __future__ import annotations
@@ -16,18 +21,30 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 
 from airflow_kestra_provider.stack.embedded_postgres import EmbeddedPostgres
+from airflow_kestra_provider.stack.engines import ENGINE_EXECUTORS, ProcessSpec, engine_parts
 from airflow_kestra_provider.stack.environment import KESTRA_EXECUTOR, StackConfig, free_port
 from airflow_kestra_provider.stack.processes import airflow_argv
 from airflow_kestra_provider.stack.stack import AirflowStack
 
-FLAVOURS = ("stock", "executor", "kestra", "kestra-remote1", "kestra-remote2", "kestra-remote4")
+FLAVOURS = (
+    "stock",
+    "executor",
+    "kestra",
+    "kestra-remote1",
+    "kestra-remote2",
+    "kestra-remote4",
+    "stock-celery",
+    "kestra-celery",
+    "stock-edge",
+    "kestra-edge",
+)
 
 
 @dataclass(frozen=True)
@@ -36,6 +53,7 @@ class Flavour:
     executor: str
     scheduler_args: tuple[str, ...]
     remote_workers: int = 0  # ``airflow kestra worker`` processes, the embedded worker off
+    engine: str = ""  # "celery" or "edge": the executor's broker and worker come with the stack
 
 
 def flavour(name: str) -> Flavour:
@@ -52,6 +70,9 @@ def flavour(name: str) -> Flavour:
         return Flavour("kestra", STANDALONE_EXECUTOR, tuple(STANDALONE_SCHEDULER_ARGS))
     if name in ("kestra-remote1", "kestra-remote2", "kestra-remote4"):
         return Flavour(name, KESTRA_EXECUTOR, flavour("kestra").scheduler_args, remote_workers=int(name[-1]))
+    if name in ("stock-celery", "kestra-celery", "stock-edge", "kestra-edge"):
+        scheduler, engine = name.split("-")
+        return Flavour(name, ENGINE_EXECUTORS[engine], flavour(scheduler).scheduler_args, engine=engine)
     raise ValueError(f"unknown stack {name!r}: expected one of {', '.join(FLAVOURS)}")
 
 
@@ -140,26 +161,34 @@ def running_stack(
 ) -> Iterator[AirflowStack]:
     """Start one throw-away stack in ``work_dir/label`` on a fresh database; stop and drop it after."""
     db_name = f"kestra_bench_{label}".replace("-", "_")
-    extra = dict(settings)
-    if kind.remote_workers:
-        extra["AIRFLOW__KESTRA__EMBEDDED_WORKER"] = "False"
     config = StackConfig(
         home=work_dir / label,
         sql_alchemy_conn=database.create(db_name),
         dags_folder=dags_folder,
         port=free_port(),
         executor=kind.executor,
-        extra=extra,
+        extra=settings,
     )
-    stack = AirflowStack(config, scheduler_args=kind.scheduler_args, api_workers=api_workers)
-    try:
-        stack.start()
+    parts = engine_parts(kind.engine or "local", config.home, config.sql_alchemy_conn, config.base_url)
+    extra = {**settings, **parts.settings}
+    workers = list(parts.workers)
+    if kind.remote_workers:
+        extra["AIRFLOW__KESTRA__EMBEDDED_WORKER"] = "False"
         for n in range(kind.remote_workers):
             name = f"kestra-worker-{n + 1}"
             # the scheduler serves this host's task logs
-            stack.supervisor.start(
-                name, airflow_argv("kestra", "worker", "--name", name, "--skip-serve-logs")
-            )
+            argv = airflow_argv("kestra", "worker", "--name", name, "--skip-serve-logs")
+            workers.append(ProcessSpec(name, tuple(argv)))
+    config = replace(config, extra=extra)
+    stack = AirflowStack(
+        config,
+        scheduler_args=kind.scheduler_args,
+        api_workers=api_workers,
+        services=parts.services,
+        workers=workers,
+    )
+    try:
+        stack.start()
         yield stack
     finally:
         stack.stop()

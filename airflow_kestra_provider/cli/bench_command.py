@@ -82,12 +82,19 @@ def parse_rates(raw: str | list[Any] | None, default: str | None = None) -> list
 
 
 def _stacks(raw: str) -> list[str]:
-    from airflow_kestra_provider.bench.stacks import FLAVOURS
+    from airflow_kestra_provider.bench.stacks import FLAVOURS, flavour
+    from airflow_kestra_provider.stack.engines import missing_provider
 
     names = [x.strip() for x in raw.split(",") if x.strip()]
     bad = [n for n in names if n not in FLAVOURS]
     if not names or bad:
         raise BenchUsageError(f"--stacks takes a comma-separated subset of {','.join(FLAVOURS)}, got {raw!r}")
+    for name in names:
+        distribution = missing_provider(flavour(name).engine)
+        if distribution:
+            raise BenchUsageError(
+                f"--stacks {name} needs {distribution}: pip install 'airflow-kestra-provider[engines]'"
+            )
     return names
 
 
@@ -223,6 +230,11 @@ def bench_scale(args: argparse.Namespace) -> None:
     timeout = _positive("--timeout", args.timeout)
     duration = _positive("--duration", getattr(args, "duration", 60.0))
     plan = _plan(args, example_dags_folder)
+    alone = [name for name in plan.stacks if name not in ("stock", "executor", "kestra")]
+    if alone:
+        raise BenchUsageError(
+            f"bench scale runs the scheduler alone: --stacks takes stock, executor and kestra, got {alone[0]!r}"
+        )
     out = Path(args.out) if args.out else None
     report = scale(plan, counts, timeout, out, _log, schedule=schedule, duration=duration)
     _print_rows(scale_rows(report["results"]), args)

@@ -145,7 +145,9 @@ ARG_BENCH_STACKS = Arg(
     help="Comma-separated stacks to run, in this order: stock (LocalExecutor, airflow scheduler), "
     "executor (KestraExecutor, airflow scheduler), kestra (airflow kestra standalone), kestra-remote1, "
     "kestra-remote2 and kestra-remote4 (kestra with the embedded worker off and 1, 2 or 4 airflow "
-    "kestra worker processes); default stock,kestra",
+    "kestra worker processes), stock-celery and kestra-celery (CeleryExecutor, one celery worker, "
+    "airflow scheduler or airflow kestra scheduler), stock-edge and kestra-edge (EdgeExecutor, one "
+    "edge worker); the Celery and Edge stacks need the engines extra; default stock,kestra",
 )
 ARG_BENCH_WORK_DIR = Arg(
     ("--work-dir",), help="Folder for the throw-away AIRFLOW_HOMEs (default: a temp dir)"

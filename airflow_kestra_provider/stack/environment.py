@@ -72,7 +72,7 @@ def _stable_secret(home: Path, name: str) -> str:
     path = home / f".kestra-{name}"
     if not path.exists():
         home.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(32))
+        path.write_text(secrets.token_urlsafe(48))  # 64 characters: enough for HS512
         path.chmod(0o600)
     return path.read_text().strip()
 

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -110,37 +110,43 @@ class Supervisor:
             return ""
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
-    def stop_all(self, timeout: float = 30.0) -> None:
-        """SIGTERM every component's process group, wait, then SIGKILL what is left."""
-        members: list[psutil.Process] = []
-        for component in self.components:
-            if component.process is None:
-                continue
-            with contextlib.suppress(psutil.NoSuchProcess):
-                root = psutil.Process(component.process.pid)
-                members.extend([root, *root.children(recursive=True)])
-            _signal_group(component.process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for component in self.components:
-            if component.process is None:
-                continue
+    def stop_all(self, timeout: float = 30.0, names: Collection[str] | None = None) -> None:
+        """SIGTERM every component's process group (or only those of ``names``), wait, then SIGKILL
+        what is left."""
+        chosen = [c for c in self.components if names is None or c.name in names]
+        self.components = [c for c in self.components if c not in chosen]
+        _stop(chosen, timeout)
+
+
+def _stop(components: Sequence[Component], timeout: float) -> None:
+    members: list[psutil.Process] = []
+    for component in components:
+        if component.process is None:
+            continue
+        with contextlib.suppress(psutil.NoSuchProcess):
+            root = psutil.Process(component.process.pid)
+            members.extend([root, *root.children(recursive=True)])
+        _signal_group(component.process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for component in components:
+        if component.process is None:
+            continue
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            component.process.wait(max(0.1, deadline - time.monotonic()))
+    _, alive = psutil.wait_procs(members, timeout=max(0.1, deadline - time.monotonic()))
+    for component in components:
+        if component.process is not None:
+            _signal_group(component.process.pid, signal.SIGKILL)
+    for proc in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    psutil.wait_procs(alive, timeout=5)
+    for component in components:
+        if component.process is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
-                component.process.wait(max(0.1, deadline - time.monotonic()))
-        _, alive = psutil.wait_procs(members, timeout=max(0.1, deadline - time.monotonic()))
-        for component in self.components:
-            if component.process is not None:
-                _signal_group(component.process.pid, signal.SIGKILL)
-        for proc in alive:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                proc.kill()
-        psutil.wait_procs(alive, timeout=5)
-        for component in self.components:
-            if component.process is not None:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    component.process.wait(5)
-            if component.log_file is not None:
-                component.log_file.close()
-        self.components = []
+                component.process.wait(5)
+        if component.log_file is not None:
+            component.log_file.close()
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from airflow_kestra_provider.stack.api_client import AirflowApiClient
 from airflow_kestra_provider.stack.embedded_postgres import EmbeddedPostgres
+from airflow_kestra_provider.stack.engines import ProcessSpec
 from airflow_kestra_provider.stack.environment import (
     ADMIN_USER,
     StackConfig,
@@ -39,10 +40,14 @@ class AirflowStack:
         config: StackConfig,
         scheduler_args: Sequence[str] = ("scheduler",),
         api_workers: int = 1,
+        services: Sequence[ProcessSpec] = (),
+        workers: Sequence[ProcessSpec] = (),
     ) -> None:
         self.config = config
         self.scheduler_args = tuple(scheduler_args)
         self.api_workers = api_workers
+        self.services = tuple(services)  # started first (a broker)
+        self.workers = tuple(workers)  # started once the stack is healthy (Celery or Edge workers)
         self.env = stack_environment(config)
         self.supervisor = Supervisor(self.env, config.home / "logs" / "components")
 
@@ -57,9 +62,12 @@ class AirflowStack:
         run_airflow(self.env, "db", "migrate")
 
     def start(self, timeout: float = 180.0) -> None:
-        """Migrate the database, start all components and wait until the API reports them healthy."""
+        """Start the services, migrate the database, start all components, wait until the API
+        reports them healthy, then start the workers."""
         self.config.home.mkdir(parents=True, exist_ok=True)
         self.password  # noqa: B018 - create the password file before the api-server reads it
+        for service in self.services:
+            self.supervisor.start(service.name, service.argv)
         self.migrate()
         self.supervisor.start(
             "api-server",
@@ -69,6 +77,8 @@ class AirflowStack:
         self.supervisor.start("triggerer", airflow_argv("triggerer"))
         self.supervisor.start("scheduler", airflow_argv(*self.scheduler_args))
         self.wait_healthy(timeout)
+        for worker in self.workers:
+            self.supervisor.start(worker.name, worker.argv)
 
     def wait_healthy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -117,6 +127,9 @@ class AirflowStack:
         return restarted
 
     def stop(self) -> None:
+        # Workers first, while the api-server and broker they report to still answer: an Edge
+        # worker told to stop reports its jobs and itself offline before it exits.
+        self.supervisor.stop_all(names={worker.name for worker in self.workers})
         self.supervisor.stop_all()
 
 

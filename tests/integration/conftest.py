@@ -5,8 +5,10 @@ Start a stack once per test module (``start_stack`` in a module-scoped fixture),
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -14,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from airflow_kestra_provider.stack.embedded_postgres import EmbeddedPostgres
+from airflow_kestra_provider.stack.engines import engine_parts
 from airflow_kestra_provider.stack.environment import StackConfig, free_port
 from airflow_kestra_provider.stack.stack import AirflowStack
 
@@ -71,8 +74,10 @@ StackFactory = Callable[..., AirflowStack]
 
 @pytest.fixture(scope="module")
 def start_stack(request, embedded_postgres, tmp_path_factory) -> Iterator[StackFactory]:
-    """Factory for stacks that live until the end of the module, each with its own database."""
+    """Factory for stacks that live until the end of the module, each with its own database.
+    Threads may call it at once (stacks start side by side)."""
     stacks: list[AirflowStack] = []
+    numbers = itertools.count()  # next() is atomic: each stack its own name and database
 
     def factory(
         executor: str = "LocalExecutor",
@@ -81,8 +86,11 @@ def start_stack(request, embedded_postgres, tmp_path_factory) -> Iterator[StackF
         extra: dict[str, str] | None = None,
         timeout: float = 180.0,
         base_path: str = "",
+        engine: str | None = None,
     ) -> AirflowStack:
-        name = f"{request.module.__name__.rsplit('.', 1)[-1]}_{len(stacks)}".lower()
+        """``engine`` ("celery", "edge", ...; see stack/engines.py) overrides ``executor`` and
+        brings the executor's broker and worker."""
+        name = f"{request.module.__name__.rsplit('.', 1)[-1]}_{next(numbers)}".lower()
         config = StackConfig(
             home=tmp_path_factory.mktemp(name),
             sql_alchemy_conn=create_database(embedded_postgres, name),
@@ -92,7 +100,12 @@ def start_stack(request, embedded_postgres, tmp_path_factory) -> Iterator[StackF
             extra=extra or {},
             base_path=base_path,
         )
-        stack = AirflowStack(config, scheduler_args=scheduler_args)
+        parts = engine_parts(engine or "local", config.home, config.sql_alchemy_conn, config.base_url)
+        if engine:
+            config = replace(config, executor=parts.executor, extra={**parts.settings, **config.extra})
+        stack = AirflowStack(
+            config, scheduler_args=scheduler_args, services=parts.services, workers=parts.workers
+        )
         stacks.append(stack)
         stack.start(timeout=timeout)
         return stack

@@ -1,7 +1,10 @@
-"""The same DAGs under the stock ``airflow scheduler`` and ``airflow kestra scheduler``: same outcomes.
+"""The same DAGs under the stock ``airflow scheduler`` and ``airflow kestra scheduler``: same outcomes,
+with each executor users pair a scheduler with.
 
-Two stacks for the module, each on its own database of the embedded PostgreSQL with api-server,
-dag-processor, triggerer and LocalExecutor; one runs the stock scheduler, the other ours. Both get
+Per executor (LocalExecutor; CeleryExecutor with a Celery worker and a Redis broker of the test's
+own; EdgeExecutor with an Edge worker) two stacks, each on its own database of the embedded
+PostgreSQL with api-server, dag-processor and triggerer; one runs the stock scheduler, the other
+ours, and both are stopped before the next executor's pair starts. Both get
 the DAGs of ``scheduler_dags/kestra_parity.py``: a daily cron DAG catching up three intervals,
 a task that retries then fails, fan-out/fan-in with four trigger rules, dynamic task mapping, an
 asset producer and its asset-scheduled consumer, and a manual run with conf. The same manual runs
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +36,8 @@ MANUAL = {
 }
 EXPECTED_RUNS = {"parity_cron": 3, "parity_consumer": 1, **dict.fromkeys(MANUAL, 1)}
 RUN_ID = "parity__manual"
+# The same on both schedulers: an idle Edge worker asks for jobs every second, not every 5 s.
+QUICK = {"local": {}, "celery": {}, "edge": {"AIRFLOW__EDGE__JOB_POLL_INTERVAL": "1"}}
 TIMEOUT = 200.0
 
 _RUNS = sa.text(
@@ -103,12 +109,31 @@ def _outcome(engine) -> dict[str, Any]:
     return {"runs": out_runs, "tis": out_tis}
 
 
-@pytest.fixture(scope="module")
-def outcomes(start_stack, dags_folder):
-    stacks = {
-        "stock": start_stack(scheduler_args=("scheduler",), dags_folder=dags_folder),
-        "kestra": start_stack(scheduler_args=("kestra", "scheduler"), dags_folder=dags_folder),
-    }
+def _ran_by(engine: str, db) -> int:
+    """How many parity tries the executor's own worker ran, by the trace each executor leaves:
+    a Celery task id on the task instance, a job row of the Edge executor."""
+    query = {
+        "local": "SELECT count(*) FROM task_instance WHERE dag_id LIKE 'parity\\_%' AND try_number > 0",
+        "celery": "SELECT count(*) FROM task_instance WHERE dag_id LIKE 'parity\\_%'"
+        " AND external_executor_id IS NOT NULL",
+        "edge": "SELECT count(*) FROM edge_job WHERE dag_id LIKE 'parity\\_%'",
+    }[engine]
+    with db.connect() as conn:
+        return int(conn.execute(sa.text(query)).scalar_one())
+
+
+@pytest.fixture(scope="module", params=["local", "celery", "edge"])
+def outcomes(request, start_stack, dags_folder):
+    engine = request.param
+    schedulers = {"stock": ("scheduler",), "kestra": ("kestra", "scheduler")}
+    with ThreadPoolExecutor(len(schedulers)) as pool:  # both start side by side
+        started = {
+            name: pool.submit(
+                start_stack, scheduler_args=args, dags_folder=dags_folder, engine=engine, extra=QUICK[engine]
+            )
+            for name, args in schedulers.items()
+        }
+        stacks = {name: future.result() for name, future in started.items()}
     engines = {name: sa.create_engine(stack.config.sql_alchemy_conn) for name, stack in stacks.items()}
     try:
         for stack in stacks.values():
@@ -121,18 +146,25 @@ def outcomes(start_stack, dags_folder):
                 stacks[name].raise_if_dead()
                 if _finished(engines[name]):
                     pending.discard(name)
-        result = {name: _outcome(engine) for name, engine in engines.items()}
+        result = {name: _outcome(db) for name, db in engines.items()}
         result["pending"] = pending
+        result["ran_by_engine"] = {name: _ran_by(engine, db) for name, db in engines.items()}
         yield result
     finally:
-        for engine in engines.values():
-            engine.dispose()
+        for db in engines.values():
+            db.dispose()
+        for stack in stacks.values():  # the next executor's pair gets the machine to itself
+            stack.stop()
 
 
 def test_every_run_finished_on_both_stacks(outcomes):
     assert outcomes["pending"] == set(), {
         name: {k: v[2] for k, v in outcomes[name]["runs"].items()} for name in outcomes["pending"]
     }
+
+
+def test_the_executor_under_test_ran_the_tasks(outcomes):
+    assert all(count >= 10 for count in outcomes["ran_by_engine"].values()), outcomes["ran_by_engine"]
 
 
 def test_same_dag_runs(outcomes):

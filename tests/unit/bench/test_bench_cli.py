@@ -56,7 +56,7 @@ def test_compare_bad_stacks(capsys, tmp_path):
     )
     assert code == 2
     assert err == [
-        "airflow kestra bench: error: --stacks takes a comma-separated subset of stock,executor,kestra,kestra-remote1,kestra-remote2,kestra-remote4, got 'stock,celery'"
+        "airflow kestra bench: error: --stacks takes a comma-separated subset of stock,executor,kestra,kestra-remote1,kestra-remote2,kestra-remote4,stock-celery,kestra-celery,stock-edge,kestra-edge, got 'stock,celery'"
     ]
 
 
@@ -69,7 +69,32 @@ def test_the_former_stack_names_are_refused(old, command, capsys, tmp_path):
     assert code == 2
     assert err == [
         "airflow kestra bench: error: --stacks takes a comma-separated subset of "
-        f"stock,executor,kestra,kestra-remote1,kestra-remote2,kestra-remote4, got {old!r}"
+        f"stock,executor,kestra,kestra-remote1,kestra-remote2,kestra-remote4,stock-celery,kestra-celery,stock-edge,kestra-edge, got {old!r}"
+    ]
+
+
+def test_scale_refuses_stacks_with_workers(capsys):
+    code, err = _run(["kestra", "bench", "scale", "--dags", "10", "--stacks", "stock,kestra-celery"], capsys)
+    assert code == 2
+    assert err == [
+        "airflow kestra bench: error: bench scale runs the scheduler alone: --stacks takes stock, "
+        "executor and kestra, got 'kestra-celery'"
+    ]
+
+
+def test_an_engine_stack_without_its_provider_names_the_extra(capsys, tmp_path, monkeypatch):
+    from airflow_kestra_provider.stack import engines
+
+    monkeypatch.setitem(
+        engines.PROVIDERS, "edge", ("airflow.providers.no_such_edge", "apache-airflow-providers-edge3")
+    )
+    code, err = _run(
+        ["kestra", "bench", "chain", "--out", str(tmp_path), "--stacks", "stock-edge,kestra-edge"], capsys
+    )
+    assert code == 2
+    assert err == [
+        "airflow kestra bench: error: --stacks stock-edge needs apache-airflow-providers-edge3: "
+        "pip install 'airflow-kestra-provider[engines]'"
     ]
 
 
@@ -105,7 +130,7 @@ def test_scale_bad_dags(dags, needle, capsys):
         (["--schedule", "assets", "--duration", "-5"], "--duration must be > 0, got -5.0"),
         (
             ["--stacks", "stock,ours"],
-            "--stacks takes a comma-separated subset of stock,executor,kestra,kestra-remote1,kestra-remote2,kestra-remote4",
+            "--stacks takes a comma-separated subset of stock,executor,kestra,kestra-remote1,kestra-remote2,kestra-remote4,stock-celery,kestra-celery,stock-edge,kestra-edge",
         ),
     ],
 )

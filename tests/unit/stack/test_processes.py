@@ -71,3 +71,33 @@ def test_stack_restart_dead_restarts_then_fails_the_stack(tmp_path: Path):
             stack.restart_dead()
     finally:
         stack.stop()
+
+
+# Records the moment it gets SIGTERM into a file named after it, then exits.
+RECORDS_SIGTERM = [
+    sys.executable,
+    "-c",
+    "import signal, sys, time\n"
+    "def done(*_):\n"
+    "    open(sys.argv[1], 'w').write(repr(time.monotonic())); sys.exit(0)\n"
+    "signal.signal(signal.SIGTERM, done)\n"
+    "open(sys.argv[1] + '.up', 'w').close()\n"
+    "time.sleep(60)\n",
+]
+
+
+def test_the_stack_stops_its_workers_before_the_components_they_report_to(tmp_path: Path):
+    from airflow_kestra_provider.stack.engines import ProcessSpec
+
+    marks = {name: tmp_path / name for name in ("api-server", "worker")}
+    config = StackConfig(home=tmp_path, sql_alchemy_conn="postgresql://x/y", dags_folder=tmp_path)
+    stack = AirflowStack(config, workers=[ProcessSpec("worker", (*RECORDS_SIGTERM, str(marks["worker"])))])
+    stack.supervisor.start("api-server", [*RECORDS_SIGTERM, str(marks["api-server"])])
+    stack.supervisor.start("worker", [*RECORDS_SIGTERM, str(marks["worker"])])
+    deadline = time.monotonic() + 30
+    while not all(Path(f"{mark}.up").exists() for mark in marks.values()):
+        assert time.monotonic() < deadline, "the processes did not start"
+        time.sleep(0.05)
+    stack.stop()
+    assert stack.supervisor.components == []
+    assert float(marks["worker"].read_text()) < float(marks["api-server"].read_text())
