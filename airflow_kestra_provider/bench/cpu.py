@@ -39,6 +39,8 @@ _COMPONENT_COMMANDS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("scheduler",), "scheduler"),
     (("dag-processor",), "dag-processor"),
     (("triggerer",), "triggerer"),
+    (("celery", "worker"), "celery-worker"),
+    (("edge", "worker"), "edge-worker"),
 )
 
 
@@ -48,9 +50,13 @@ def component_of(cmdline: list[str]) -> str | None:
     A process that set its own title has one space-separated string as its command line.
     """
     words = " ".join(cmdline).split()
+    if words and words[0].endswith("redis-server"):
+        return "redis"  # a Celery stack's own broker (told apart from others by AIRFLOW_HOME)
+    if words and words[0].lstrip("[").startswith("celeryd:"):
+        return "celery-worker"  # Celery retitles its worker "[celeryd: celery@host:MainProcess] ..."
     for index, word in enumerate(words):
         if word == "airflow" or word.endswith("/airflow"):
-            rest = tuple(words[index + 1 : index + 3])
+            rest = tuple(w.rstrip(":") for w in words[index + 1 : index + 3])  # "worker: name" titles
             for prefix, name in _COMPONENT_COMMANDS:
                 if rest[: len(prefix)] == prefix:
                     return name

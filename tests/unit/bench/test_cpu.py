@@ -51,6 +51,10 @@ def test_table_lists_components_and_total():
         (["/v/bin/python", "/v/bin/airflow", "kestra", "standalone"], "standalone"),
         (["/v/bin/python", "-m", "airflow", "kestra", "bench", "run"], None),
         (["postgres", "-D", "/data"], None),
+        (["/v/bin/python", "-m", "airflow", "celery", "worker", "--concurrency", "8"], "celery-worker"),
+        (["[celeryd: celery@vm:MainProcess] -active- (-m airflow celery worker)"], "celery-worker"),
+        (["airflow edge worker: edge-worker-1"], "edge-worker"),
+        (["/usr/bin/redis-server 127.0.0.1:40123"], "redis"),
     ],
 )
 def test_component_of(cmdline, expected):
