@@ -4,10 +4,6 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 AIRFLOW_HOME ?= $(CURDIR)/.airflow-home
 PYTEST_ARGS ?=
-# Test modules run on this many processes, each with its own embedded PostgreSQL; a module (and its
-# stacks) stays on one. Most of an integration module's time is spent waiting for its stack.
-PYTEST_WORKERS ?= 2
-PYTEST_PARALLEL = -n $(PYTEST_WORKERS) --dist loadfile
 # A fresh pytest temp folder per run: pytest prunes older numbered folders of the same user, which
 # would delete the embedded PostgreSQL of another test run going on at the same time.
 PYTEST_BASETEMP = $(shell mktemp -d /tmp/kestra-pytest-XXXXXX)
@@ -33,13 +29,13 @@ lint: $(BIN)/.installed
 	$(BIN)/mypy
 
 test: lint
-	$(BIN)/python -m pytest --basetemp=$(PYTEST_BASETEMP) $(PYTEST_PARALLEL) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --basetemp=$(PYTEST_BASETEMP) $(PYTEST_ARGS)
 
 unit: $(BIN)/.installed
 	$(BIN)/python -m pytest --basetemp=$(PYTEST_BASETEMP) tests/unit $(PYTEST_ARGS)
 
 integration: $(BIN)/.installed
-	$(BIN)/python -m pytest --basetemp=$(PYTEST_BASETEMP) $(PYTEST_PARALLEL) tests/integration $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --basetemp=$(PYTEST_BASETEMP) tests/integration $(PYTEST_ARGS)
 
 # The unit and contract tests again on the lowest Airflow release the requirement allows, in a
 # virtualenv of its own, when it is not the release `make test` installed (the newest one).

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,20 +83,19 @@ def engine_parts(
     sql_alchemy_conn: str,
     base_url: str,
     concurrency: int = WORKER_CONCURRENCY,
-    queues: Sequence[str] = (),
 ) -> EngineParts:
     """The executor, settings and extra processes of ``engine`` for a stack whose home is ``home``,
     whose database is ``sql_alchemy_conn`` and whose api-server answers at ``base_url``."""
     if engine == "celery":
-        return _celery(home, sql_alchemy_conn, concurrency, queues)
+        return _celery(home, sql_alchemy_conn, concurrency)
     if engine == "edge":
-        return _edge(base_url, concurrency, queues)
+        return _edge(base_url, concurrency)
     if engine in ENGINE_EXECUTORS:
         return EngineParts(ENGINE_EXECUTORS[engine])
     raise ValueError(f"unknown engine {engine!r}: expected one of {', '.join(ENGINE_EXECUTORS)}")
 
 
-def _celery(home: Path, sql_alchemy_conn: str, concurrency: int, queues: Sequence[str]) -> EngineParts:
+def _celery(home: Path, sql_alchemy_conn: str, concurrency: int) -> EngineParts:
     binary = redis_server()
     services: tuple[ProcessSpec, ...] = ()
     if binary is not None:
@@ -113,8 +111,6 @@ def _celery(home: Path, sql_alchemy_conn: str, concurrency: int, queues: Sequenc
         broker_url = "sqla+" + _psycopg2_url(sql_alchemy_conn)
         broker = "sqlalchemy"
     worker = ["celery", "worker", "--concurrency", str(concurrency), "--skip-serve-logs"]
-    if queues:
-        worker += ["--queues", ",".join(queues)]
     settings = {
         "AIRFLOW__CELERY__BROKER_URL": broker_url,
         "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + _psycopg2_url(sql_alchemy_conn),
@@ -129,10 +125,8 @@ def _celery(home: Path, sql_alchemy_conn: str, concurrency: int, queues: Sequenc
     )
 
 
-def _edge(base_url: str, concurrency: int, queues: Sequence[str]) -> EngineParts:
+def _edge(base_url: str, concurrency: int) -> EngineParts:
     worker = ["edge", "worker", "--concurrency", str(concurrency), "--edge-hostname", "edge-worker-1"]
-    if queues:
-        worker += ["--queues", ",".join(queues)]
     settings = {
         "AIRFLOW__EDGE__API_ENABLED": "True",
         "AIRFLOW__EDGE__API_URL": f"{base_url}/edge_worker/v1/rpcapi",

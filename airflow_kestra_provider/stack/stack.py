@@ -61,14 +61,15 @@ class AirflowStack:
     def migrate(self) -> None:
         run_airflow(self.env, "db", "migrate")
 
-    def start(self, timeout: float = 180.0) -> None:
-        """Start the services, migrate the database, start all components, wait until the API
-        reports them healthy, then start the workers."""
+    def start(self, timeout: float = 180.0, migrate: bool = True) -> None:
+        """Start the services, migrate the database (unless told it is migrated already), start
+        all components, wait until the API reports them healthy, then start the workers."""
         self.config.home.mkdir(parents=True, exist_ok=True)
         self.password  # noqa: B018 - create the password file before the api-server reads it
         for service in self.services:
             self.supervisor.start(service.name, service.argv)
-        self.migrate()
+        if migrate:
+            self.migrate()
         self.supervisor.start(
             "api-server",
             airflow_argv("api-server", "--port", str(self.config.port), "--workers", str(self.api_workers)),

@@ -61,19 +61,35 @@ def embedded_postgres(tmp_path_factory) -> Iterator[EmbeddedPostgres]:
     server.stop()
 
 
-def create_database(server: EmbeddedPostgres, name: str) -> str:
-    """A fresh database on ``server``; returns its SQLAlchemy URL."""
+def create_database(server: EmbeddedPostgres, name: str, template: str | None = None) -> str:
+    """A fresh database on ``server`` (a copy of database ``template`` if given); returns its
+    SQLAlchemy URL."""
     assert server._server is not None
     server._server.psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE);")
-    server._server.psql(f"CREATE DATABASE {name};")
+    server._server.psql(f"CREATE DATABASE {name}" + (f" TEMPLATE {template};" if template else ";"))
     return server.sqlalchemy_url().replace("/airflow?", f"/{name}?")
+
+
+@pytest.fixture(scope="session")
+def migrated_template(embedded_postgres, tmp_path_factory) -> str:
+    """A database that ``airflow db migrate`` (Airflow's tables and every installed provider's,
+    ours included) made once for the session; each stack of ``start_stack`` starts on a copy of
+    it instead of migrating its own (about 5 s of CPU a stack)."""
+    name = "stack_template"
+    config = StackConfig(
+        home=tmp_path_factory.mktemp(name),
+        sql_alchemy_conn=create_database(embedded_postgres, name),
+        dags_folder=DAGS_EXAMPLES,
+    )
+    AirflowStack(config).migrate()
+    return name
 
 
 StackFactory = Callable[..., AirflowStack]
 
 
 @pytest.fixture(scope="module")
-def start_stack(request, embedded_postgres, tmp_path_factory) -> Iterator[StackFactory]:
+def start_stack(request, embedded_postgres, migrated_template, tmp_path_factory) -> Iterator[StackFactory]:
     """Factory for stacks that live until the end of the module, each with its own database.
     Threads may call it at once (stacks start side by side)."""
     stacks: list[AirflowStack] = []
@@ -93,7 +109,7 @@ def start_stack(request, embedded_postgres, tmp_path_factory) -> Iterator[StackF
         name = f"{request.module.__name__.rsplit('.', 1)[-1]}_{next(numbers)}".lower()
         config = StackConfig(
             home=tmp_path_factory.mktemp(name),
-            sql_alchemy_conn=create_database(embedded_postgres, name),
+            sql_alchemy_conn=create_database(embedded_postgres, name, template=migrated_template),
             dags_folder=dags_folder,
             port=free_port(),
             executor=executor,
@@ -107,7 +123,7 @@ def start_stack(request, embedded_postgres, tmp_path_factory) -> Iterator[StackF
             config, scheduler_args=scheduler_args, services=parts.services, workers=parts.workers
         )
         stacks.append(stack)
-        stack.start(timeout=timeout)
+        stack.start(timeout=timeout, migrate=False)
         return stack
 
     yield factory

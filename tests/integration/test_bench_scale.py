@@ -34,16 +34,9 @@ ORDER = {
 
 
 @pytest.fixture(scope="module")
-def migrated(embedded_postgres, tmp_path_factory) -> str:
-    """A migrated database that the loads below copy (CREATE DATABASE ... TEMPLATE): one migration."""
-    config = StackConfig(
-        home=tmp_path_factory.mktemp("scale_template"),
-        sql_alchemy_conn=create_database(embedded_postgres, "scale_template"),
-        dags_folder=DAGS_EXAMPLES,
-        port=free_port(),
-    )
-    AirflowStack(config).migrate()
-    return "scale_template"
+def migrated(migrated_template) -> str:
+    """The session's migrated database, which the loads below copy (CREATE DATABASE ... TEMPLATE)."""
+    return migrated_template
 
 
 def _load(
@@ -56,19 +49,13 @@ def _load(
     (dags / SCALE_FILE).write_text(scale_file_source(COUNT, schedule))
     config = StackConfig(
         home=home,
-        sql_alchemy_conn=_copy_database(embedded_postgres, migrated, name),
+        sql_alchemy_conn=create_database(embedded_postgres, name, template=migrated),
         dags_folder=dags,
         port=free_port(),
     )
     loaded = load_dags(AirflowStack(config), dags, COUNT, method, schedule)
     assert loaded["method"] == method
     return config.sql_alchemy_conn
-
-
-def _copy_database(server, template: str, name: str) -> str:
-    url = create_database(server, name)
-    server._server.psql(f"DROP DATABASE {name}; CREATE DATABASE {name} TEMPLATE {template};")
-    return url
 
 
 def _rows(url: str) -> dict[str, list[dict[str, Any]]]:

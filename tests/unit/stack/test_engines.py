@@ -30,7 +30,7 @@ def test_unknown_engine():
 
 def test_celery_gets_a_redis_server_of_its_own(tmp_path, monkeypatch):
     monkeypatch.setattr(engines, "redis_server", lambda: "/usr/bin/redis-server")
-    parts = engine_parts("celery", tmp_path, CONN, BASE_URL, concurrency=4, queues=("a", "b"))
+    parts = engine_parts("celery", tmp_path, CONN, BASE_URL, concurrency=4)
     assert parts.executor == "CeleryExecutor" and parts.broker == "redis"
     (redis,) = parts.services
     port = redis.argv[redis.argv.index("--port") + 1]
@@ -44,15 +44,7 @@ def test_celery_gets_a_redis_server_of_its_own(tmp_path, monkeypatch):
     }
     (worker,) = parts.workers
     assert worker.name == "celery-worker"
-    assert worker.argv[3:] == (
-        "celery",
-        "worker",
-        "--concurrency",
-        "4",
-        "--skip-serve-logs",
-        "--queues",
-        "a,b",
-    )
+    assert worker.argv[3:] == ("celery", "worker", "--concurrency", "4", "--skip-serve-logs")
 
 
 def test_celery_without_redis_uses_the_stacks_database_as_broker(tmp_path, monkeypatch):
@@ -99,3 +91,11 @@ def test_engine_flavours(name, executor, scheduler):
         name.split("-")[1],
         0,
     )
+
+
+def test_the_other_flavours_bring_no_engine():
+    assert [(flavour(n).executor, flavour(n).engine) for n in ("stock", "executor", "kestra-remote2")] == [
+        ("LocalExecutor", ""),
+        (KESTRA_EXECUTOR, ""),
+        (KESTRA_EXECUTOR, ""),
+    ]
