@@ -1,8 +1,8 @@
 """The same DAGs under the stock ``airflow scheduler`` and ``airflow kestra scheduler``: same outcomes,
 with each executor users pair a scheduler with.
 
-Per executor (LocalExecutor; CeleryExecutor with a Celery worker and a Redis broker of the test's
-own; EdgeExecutor with an Edge worker) two stacks, each on its own database of the embedded
+Per executor (LocalExecutor; CeleryExecutor with a Celery worker and a broker of the test's own,
+see stack/engines.py; EdgeExecutor with an Edge worker) two stacks, each on its own database of the embedded
 PostgreSQL with api-server, dag-processor and triggerer; one runs the stock scheduler, the other
 ours, and both are stopped before the next executor's pair starts. Both get
 the DAGs of ``scheduler_dags/kestra_parity.py``: a daily cron DAG catching up three intervals,
@@ -10,7 +10,7 @@ a task that retries then fails, fan-out/fan-in with four trigger rules, dynamic 
 asset producer and its asset-scheduled consumer, and a manual run with conf. The same manual runs
 are triggered on both; once every run is finished, the dag runs (type, logical date, data
 interval, state, conf) and, per run, the task instances (task, map index, state, try number) must
-be identical.
+be identical, and the executor under test must have run the tasks.
 """
 
 from __future__ import annotations
@@ -111,7 +111,8 @@ def _outcome(engine) -> dict[str, Any]:
 
 def _ran_by(engine: str, db) -> int:
     """How many parity tries the executor's own worker ran, by the trace each executor leaves:
-    a Celery task id on the task instance, a job row of the Edge executor."""
+    a Celery task id on the task instance, a job row of the Edge executor (LocalExecutor leaves
+    none: the tries started)."""
     query = {
         "local": "SELECT count(*) FROM task_instance WHERE dag_id LIKE 'parity\\_%' AND try_number > 0",
         "celery": "SELECT count(*) FROM task_instance WHERE dag_id LIKE 'parity\\_%'"
