@@ -51,7 +51,6 @@ class EngineParts:
     settings: dict[str, str] = field(default_factory=dict)
     services: tuple[ProcessSpec, ...] = ()
     workers: tuple[ProcessSpec, ...] = ()
-    broker: str = ""  # "redis" or "sqlalchemy" for Celery, else empty
 
 
 PROVIDERS = {
@@ -106,10 +105,8 @@ def _celery(home: Path, sql_alchemy_conn: str, concurrency: int) -> EngineParts:
         # Nothing on disk: a throw-away broker, as the stack's database is throw-away.
         argv = (binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no")
         services = (ProcessSpec("redis", (*argv, "--dir", str(data))),)
-        broker = "redis"
     else:
         broker_url = "sqla+" + _psycopg2_url(sql_alchemy_conn)
-        broker = "sqlalchemy"
     worker = ["celery", "worker", "--concurrency", str(concurrency), "--skip-serve-logs"]
     settings = {
         "AIRFLOW__CELERY__BROKER_URL": broker_url,
@@ -121,7 +118,6 @@ def _celery(home: Path, sql_alchemy_conn: str, concurrency: int) -> EngineParts:
         settings,
         services,
         (ProcessSpec("celery-worker", tuple(airflow_argv(*worker))),),
-        broker,
     )
 
 

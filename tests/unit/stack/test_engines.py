@@ -31,7 +31,7 @@ def test_unknown_engine():
 def test_celery_gets_a_redis_server_of_its_own(tmp_path, monkeypatch):
     monkeypatch.setattr(engines, "redis_server", lambda: "/usr/bin/redis-server")
     parts = engine_parts("celery", tmp_path, CONN, BASE_URL, concurrency=4)
-    assert parts.executor == "CeleryExecutor" and parts.broker == "redis"
+    assert parts.executor == "CeleryExecutor"
     (redis,) = parts.services
     port = redis.argv[redis.argv.index("--port") + 1]
     assert port != "6379"  # never the machine's own Redis
@@ -50,7 +50,7 @@ def test_celery_gets_a_redis_server_of_its_own(tmp_path, monkeypatch):
 def test_celery_without_redis_uses_the_stacks_database_as_broker(tmp_path, monkeypatch):
     monkeypatch.setattr(engines, "redis_server", lambda: None)
     parts = engine_parts("celery", tmp_path, "postgresql://postgres@127.0.0.1:5999/stack_db", BASE_URL)
-    assert parts.services == () and parts.broker == "sqlalchemy"
+    assert parts.services == ()
     assert (
         parts.settings["AIRFLOW__CELERY__BROKER_URL"]
         == "sqla+postgresql+psycopg2://postgres@127.0.0.1:5999/stack_db"
