@@ -271,10 +271,13 @@ def run_scenario(
 
 
 def _wait_runs(engine: Engine, runs: int, deadline: float, stack: AirflowStack) -> dict[str, int]:
+    """Wait until at least ``runs`` runs ended and none is left unfinished: the target's priming
+    run is among the DAG's runs, so ``runs`` ended ones can leave one of the measured runs going."""
     states = _run_states(engine)
     while time.monotonic() < deadline:
         states = _run_states(engine)
-        if sum(states.get(s, 0) for s in ("success", "failed")) >= runs:
+        ended = sum(states.get(s, 0) for s in ("success", "failed"))
+        if ended >= runs and ended == sum(states.values()):
             break
         stack.raise_if_dead()
         time.sleep(1.0)
