@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import configparser
+import contextlib
 import json
 import os
 import secrets
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +46,7 @@ def free_port() -> int:
 def stack_environment(config: StackConfig, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment each component of ``config``'s stack is started with."""
     env = dict(os.environ if base is None else base)
+    fernet_key = _fernet_key(config.home, env)
     # A stack is self-contained: drop the caller's Airflow settings so they cannot leak in.
     env = {k: v for k, v in env.items() if not k.startswith("AIRFLOW__")}
     env.update(
@@ -59,6 +63,7 @@ def stack_environment(config: StackConfig, base: Mapping[str, str] | None = None
             "AIRFLOW__API__BASE_URL": f"{config.base_url}/",
             "AIRFLOW__API_AUTH__JWT_SECRET": _stable_secret(config.home, "jwt_secret"),
             "AIRFLOW__API__SECRET_KEY": _stable_secret(config.home, "secret_key"),
+            "AIRFLOW__CORE__FERNET_KEY": fernet_key,
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
         }
@@ -67,14 +72,36 @@ def stack_environment(config: StackConfig, base: Mapping[str, str] | None = None
     return env
 
 
-def _stable_secret(home: Path, name: str) -> str:
-    """A random secret generated once per ``home`` and kept there, shared by all components."""
+def _stable_secret(home: Path, name: str, make: Callable[[], str] = lambda: secrets.token_urlsafe(48)) -> str:
+    """A random secret generated once per ``home`` and kept there, shared by all components
+    (by default 64 characters: enough for HS512)."""
     path = home / f".kestra-{name}"
     if not path.exists():
         home.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(48))  # 64 characters: enough for HS512
+        path.write_text(make())
         path.chmod(0o600)
     return path.read_text().strip()
+
+
+def _fernet_key(home: Path, env: Mapping[str, str]) -> str:
+    """The key every component encrypts trigger arguments, connections and variables with.
+
+    The caller's ``AIRFLOW__CORE__FERNET_KEY``, else the ``[core] fernet_key`` of
+    ``home/airflow.cfg`` (data already encrypted with it stays readable), else one generated
+    once for ``home``. Without it each component started on a home with no ``airflow.cfg``
+    would generate a key of its own and write the file at once: what one of them encrypts (a
+    watcher's trigger, written by the dag-processor) another could not read (the triggerer).
+    """
+    if env.get("AIRFLOW__CORE__FERNET_KEY"):
+        return env["AIRFLOW__CORE__FERNET_KEY"]
+    cfg = configparser.ConfigParser(interpolation=None)
+    with contextlib.suppress(OSError, configparser.Error):
+        cfg.read(home / "airflow.cfg")
+        if cfg.get("core", "fernet_key", fallback="").strip():
+            return cfg.get("core", "fernet_key").strip()
+    return _stable_secret(
+        home, "fernet_key", lambda: base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+    )
 
 
 def admin_password(home: Path) -> str:
