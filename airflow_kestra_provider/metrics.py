@@ -59,7 +59,8 @@ TIMER: Kind = "timer"  # values in seconds; backends receive milliseconds, as fr
 
 def initialize_stats() -> None:
     """Point Stats at the backend ``[metrics]`` configures, in a process Airflow does not
-    initialize (``airflow kestra worker``); the triggerer does the same at its start."""
+    initialize (``airflow kestra worker``), and in ``airflow kestra triggerer`` as the stock
+    triggerer does at its start."""
     from airflow.configuration import conf
     from airflow.observability.metrics import stats_utils
 

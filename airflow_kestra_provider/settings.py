@@ -271,6 +271,21 @@ OPTIONS: tuple[Option, ...] = (
         10_000_000,
     ),
     Option(
+        "triggerer_reconcile_interval",
+        "float",
+        "10",
+        "Seconds between two loads of ``airflow kestra triggerer`` when nothing woke it: on "
+        "PostgreSQL with ``listen_notify`` a NOTIFY wakes it for every new trigger and every "
+        "task instance leaving ``deferred``, so this load only takes over the triggers of a "
+        "triggerer that stopped heartbeating (after ``[triggerer] "
+        "triggerer_health_check_threshold``) and catches what a lost notification missed. "
+        "Without NOTIFY the triggerer loads on the workers' back-off instead "
+        "(``min_poll_interval`` to ``max_poll_interval``).",
+        "30",
+        0.1,
+        3600,
+    ),
+    Option(
         "standalone_port",
         "integer",
         "8080",
@@ -433,6 +448,10 @@ def dag_cache_size() -> int:
 
 def scheduler_gc_threshold() -> int:
     return int(get("scheduler_gc_threshold"))
+
+
+def triggerer_reconcile_interval() -> float:
+    return float(get("triggerer_reconcile_interval"))
 
 
 def standalone_port() -> int:

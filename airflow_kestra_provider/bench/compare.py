@@ -115,7 +115,8 @@ class BenchSite:
         close the target and stop the stack after."""
         kind = flavour(name)
         self.log(
-            f"{prefix}starting the {name} stack ({kind.executor}, `airflow {' '.join(kind.scheduler_args)}`) ..."
+            f"{prefix}starting the {name} stack ({kind.executor}, `airflow {' '.join(kind.scheduler_args)}`, "
+            f"`airflow {' '.join(kind.triggerer_args)}`) ..."
         )
         with running_stack(
             kind, self.database, self.work_dir, self.dags, label, self.plan.settings, self.plan.api_workers
@@ -128,11 +129,16 @@ class BenchSite:
 
 
 @contextmanager
-def bench_site(plan: StackPlan, log: Log, chain_length: int | None = None) -> Iterator[BenchSite]:
+def bench_site(
+    plan: StackPlan,
+    log: Log,
+    chain_length: int | None = None,
+    extra_dags: Mapping[str, str] | None = None,
+) -> Iterator[BenchSite]:
     """Make the work dir and its DAGs, start the database server; stop it after."""
     work_dir = Path(plan.work_dir or tempfile.mkdtemp(prefix="kestra-bench-"))
     work_dir.mkdir(parents=True, exist_ok=True)
-    dags = prepare_dags(work_dir, plan.dags_source, chain_length)
+    dags = prepare_dags(work_dir, plan.dags_source, chain_length, extra_dags)
     database = DatabaseServer(work_dir, plan.postgres_url)
     database.start()
     log(f"work dir {work_dir} (component logs under <stack>/logs/components)")

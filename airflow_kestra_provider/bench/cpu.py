@@ -34,6 +34,7 @@ _COMPONENT_COMMANDS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("kestra", "scheduler"), "scheduler"),
     (("kestra", "worker"), "kestra-worker"),
     (("kestra", "standalone"), "standalone"),
+    (("kestra", "triggerer"), "triggerer"),
     (("api-server",), "api-server"),
     (("api_server",), "api-server"),  # the title the api-server gives itself
     (("scheduler",), "scheduler"),

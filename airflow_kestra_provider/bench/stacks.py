@@ -1,17 +1,17 @@
 """Throw-away stacks for ``bench compare`` and ``bench chain``: a fresh AIRFLOW_HOME and database each.
 
 Every flavour gets the same DAGs, the same settings and the same database server; only the
-executor and the scheduler command differ:
+executor and the scheduler and triggerer commands differ:
 
-* "stock": LocalExecutor under ``airflow scheduler``;
+* "stock": LocalExecutor under ``airflow scheduler``, with ``airflow triggerer``;
 * "executor": KestraExecutor under the stock ``airflow scheduler`` (the executor alone);
-* "kestra": whatever ``airflow kestra standalone`` runs (executor and scheduler command taken from
-  the standalone command, so the comparison follows it);
+* "kestra": whatever ``airflow kestra standalone`` runs (executor, scheduler and triggerer
+  commands taken from the standalone command, so the comparison follows it);
 * "kestra-remote1", "kestra-remote2", "kestra-remote4": "kestra" with the embedded worker off and
   one, two or four ``airflow kestra worker`` processes running the tasks instead;
 * "stock-celery", "kestra-celery": CeleryExecutor (one ``airflow celery worker``, a broker of the
-  stack's own) under ``airflow scheduler`` or ``airflow kestra scheduler``;
-* "stock-edge", "kestra-edge": EdgeExecutor (one ``airflow edge worker``) under either scheduler.
+  stack's own) under the stock scheduler and triggerer or the Kestra ones;
+* "stock-edge", "kestra-edge": EdgeExecutor (one ``airflow edge worker``) under either pair.
 
 The Celery and Edge stacks need the ``engines`` extra (apache-airflow-providers-celery and -edge3).
 """
@@ -54,6 +54,7 @@ class Flavour:
     scheduler_args: tuple[str, ...]
     remote_workers: int = 0  # ``airflow kestra worker`` processes, the embedded worker off
     engine: str = ""  # "celery" or "edge": the executor's broker and worker come with the stack
+    triggerer_args: tuple[str, ...] = ("triggerer",)
 
 
 def flavour(name: str) -> Flavour:
@@ -65,14 +66,20 @@ def flavour(name: str) -> Flavour:
         from airflow_kestra_provider.cli.standalone_command import (
             STANDALONE_EXECUTOR,
             STANDALONE_SCHEDULER_ARGS,
+            STANDALONE_TRIGGERER_ARGS,
         )
 
-        return Flavour("kestra", STANDALONE_EXECUTOR, tuple(STANDALONE_SCHEDULER_ARGS))
+        return Flavour(
+            "kestra",
+            STANDALONE_EXECUTOR,
+            tuple(STANDALONE_SCHEDULER_ARGS),
+            triggerer_args=tuple(STANDALONE_TRIGGERER_ARGS),
+        )
     if name in ("kestra-remote1", "kestra-remote2", "kestra-remote4"):
-        return Flavour(name, KESTRA_EXECUTOR, flavour("kestra").scheduler_args, remote_workers=int(name[-1]))
+        return replace(flavour("kestra"), name=name, executor=KESTRA_EXECUTOR, remote_workers=int(name[-1]))
     if name in ("stock-celery", "kestra-celery", "stock-edge", "kestra-edge"):
         scheduler, engine = name.split("-")
-        return Flavour(name, ENGINE_EXECUTORS[engine], flavour(scheduler).scheduler_args, engine=engine)
+        return replace(flavour(scheduler), name=name, executor=ENGINE_EXECUTORS[engine], engine=engine)
     raise ValueError(f"unknown stack {name!r}: expected one of {', '.join(FLAVOURS)}")
 
 
@@ -119,14 +126,22 @@ class DatabaseServer:
             engine.dispose()
 
 
-def prepare_dags(work_dir: Path, source: Path, chain_length: int | None = None) -> Path:
-    """Copy the example DAGs to ``work_dir/dags``; add ``kestra_bench_chain<N>`` if it is not there."""
+def prepare_dags(
+    work_dir: Path,
+    source: Path,
+    chain_length: int | None = None,
+    extra_dags: Mapping[str, str] | None = None,
+) -> Path:
+    """Copy the example DAGs to ``work_dir/dags``; add ``kestra_bench_chain<N>`` if it is not
+    there, and the ``extra_dags`` (file name -> source) a bench generates."""
     dags = work_dir / "dags"
     if dags.exists():
         shutil.rmtree(dags)
     shutil.copytree(source, dags, ignore=shutil.ignore_patterns("__pycache__"))
     if chain_length is not None and not (dags / f"kestra_bench_chain{chain_length}.py").exists():
         (dags / f"kestra_bench_chain{chain_length}.py").write_text(chain_dag_source(chain_length))
+    for name, dag_source in (extra_dags or {}).items():
+        (dags / name).write_text(dag_source)
     return dags
 
 
@@ -183,6 +198,7 @@ def running_stack(
     stack = AirflowStack(
         config,
         scheduler_args=kind.scheduler_args,
+        triggerer_args=kind.triggerer_args,
         api_workers=api_workers,
         services=parts.services,
         workers=workers,

@@ -211,3 +211,87 @@ def chain_table(results: Sequence[dict[str, Any]]) -> str:
                 ]
             )
     return markdown(CHAIN_HEADERS, rows)
+
+
+DEFER_HEADERS = ("stack", "runs", "overhead p50", "overhead p90", "overhead max")
+DEFERRED_HEADERS = (
+    "stack",
+    "deferred",
+    "all owned after",
+    "triggerer loop CPU while waiting",
+    "triggerer CPU while waiting",
+    "PostgreSQL CPU while waiting",
+    "resume lag p50",
+    "resume lag p99",
+    "resume lag max",
+    "triggerer CPU while firing",
+)
+
+
+def _cpu_per_second(value: float | None) -> str:
+    """CPU-seconds per second of wall time, as milliseconds per second."""
+    return "-" if value is None else f"{value * 1000:.0f} ms/s"
+
+
+def defer_rows(results: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
+    """One row per stack: overhead runs and, per count of tasks deferred at once, the triggerer."""
+    rows = []
+    for r in results:
+        row = {
+            "stack": r["stack"],
+            "runs": f"{r['completed']}/{r['runs']}",
+            "overhead_p50": fmt_seconds(_get(r, "overhead", "p50")),
+            "overhead_p90": fmt_seconds(_get(r, "overhead", "p90")),
+        }
+        for m in r.get("many", []):
+            row[f"loop_cpu_{m['count']}"] = _cpu_per_second(_get(m, "idle_cpu_per_second", "triggerer_loop"))
+            row[f"resume_lag_p99_{m['count']}"] = fmt_seconds(_get(m, "resume_lag", "p99"))
+        rows.append(row)
+    return rows
+
+
+def defer_table(results: Sequence[dict[str, Any]]) -> str:
+    """Deferral overhead per stack (with ratios to the first stack), then the many-deferred rows."""
+    rows = [
+        [
+            r["stack"],
+            f"{r['completed']}/{r['runs']}",
+            *(fmt_seconds(_get(r, "overhead", k)) for k in ("p50", "p90", "max")),
+        ]
+        for r in results
+    ]
+    by_stack = {r["stack"]: r for r in results}
+    if len(by_stack) > 1:
+        base = by_stack[baseline(list(by_stack))]
+        for other in results:
+            if other is base:
+                continue
+            rows.append(
+                [
+                    f"{base['stack']}/{other['stack']}",
+                    "",
+                    *(
+                        fmt_ratio(_get(base, "overhead", k), _get(other, "overhead", k))
+                        for k in ("p50", "p90", "max")
+                    ),
+                ]
+            )
+    text = markdown(DEFER_HEADERS, rows)
+    many_rows = []
+    for r in results:
+        for m in r.get("many", []):
+            many_rows.append(
+                [
+                    r["stack"],
+                    f"{m['count']:,}",
+                    fmt_seconds(m.get("taken_seconds")),
+                    _cpu_per_second(_get(m, "idle_cpu_per_second", "triggerer_loop")),
+                    _cpu_per_second(_get(m, "idle_cpu_per_second", "triggerer")),
+                    _cpu_per_second(_get(m, "idle_cpu_per_second", "postgres")),
+                    *(fmt_seconds(_get(m, "resume_lag", k)) for k in ("p50", "p99", "max")),
+                    _cpu_per_second(_get(m, "fire_cpu_per_second", "triggerer")),
+                ]
+            )
+    if many_rows:
+        text += "\n" + markdown(DEFERRED_HEADERS, many_rows)
+    return text

@@ -217,6 +217,30 @@ def bench_chain(args: argparse.Namespace) -> None:
     _print_rows(chain_rows(report["results"]), args)
 
 
+MAX_DEFERRED = 100_000
+
+
+@_one_line_errors
+def bench_defer(args: argparse.Namespace) -> None:
+    from airflow_kestra_provider.bench.defer import defer
+    from airflow_kestra_provider.bench.table import defer_rows
+    from airflow_kestra_provider.cli.standalone_command import example_dags_folder
+
+    if args.defer < 1 or args.runs < 1:
+        raise BenchUsageError(f"--defer and --runs must be >= 1, got {args.defer} and {args.runs}")
+    counts = (
+        parse_numbers("--deferred", args.deferred, int, 1, MAX_DEFERRED, "number of tasks, e.g. 100,1000")
+        if args.deferred
+        else []
+    )
+    plan = _plan(args, example_dags_folder)
+    out = Path(args.out) if args.out else None
+    report = defer(
+        plan, args.defer, args.runs, counts, _positive("--run-timeout", args.run_timeout), out, _log
+    )
+    _print_rows(defer_rows(report["results"]), args)
+
+
 @_one_line_errors
 def bench_scale(args: argparse.Namespace) -> None:
     from airflow_kestra_provider.bench.scale import scale, scale_rows

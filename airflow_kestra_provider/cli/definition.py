@@ -58,14 +58,14 @@ ARG_REMOVE_TRIGGERS = Arg(
 )
 
 
-def _stock_scheduler_args() -> tuple[Arg, ...]:
-    """The options of ``airflow scheduler``, so ``airflow kestra scheduler`` takes the same ones."""
+def _stock_args(name: str) -> tuple[Arg, ...]:
+    """The options of ``airflow <name>``, so ``airflow kestra <name>`` takes the same ones."""
     from airflow.cli.cli_config import core_commands
 
     for command in core_commands:
-        if command.name == "scheduler" and isinstance(command, ActionCommand):
+        if command.name == name and isinstance(command, ActionCommand):
             return tuple(command.args)
-    raise RuntimeError("airflow scheduler command not found")
+    raise RuntimeError(f"airflow {name} command not found")
 
 
 # -- bench ----------------------------------------------------------------------------------------
@@ -263,6 +263,22 @@ ARG_BENCH_CLAIMS_DURATION = Arg(
     ("--duration",), type=float, default=5.0, help="Seconds of polling per case at most (default 5)"
 )
 ARG_BENCH_CLAIMS_OUT = Arg(("--out",), help="Folder for claims.md and claims.json (optional)")
+ARG_BENCH_DEFER_SECONDS = Arg(
+    ("--defer",),
+    type=int,
+    default=5,
+    help="Seconds the deferrable sensor of the overhead runs waits (default 5)",
+)
+ARG_BENCH_DEFER_RUNS = Arg(
+    ("--runs",), type=int, default=10, help="Overhead runs per stack, one after another (default 10)"
+)
+ARG_BENCH_DEFERRED = Arg(
+    ("--deferred",),
+    default="",
+    help="Comma-separated numbers of tasks deferred at once to measure the triggerer with, e.g. "
+    "100,1000,10000 (default: none)",
+)
+ARG_BENCH_DEFER_OUT = Arg(("--out",), help="Folder for defer.md and defer.json (optional)")
 _BENCH_STACK_ARGS = (
     ARG_BENCH_STACKS,
     ARG_BENCH_WORK_DIR,
@@ -316,6 +332,21 @@ BENCH_COMMANDS = (
             ARG_BENCH_RUNS,
             ARG_BENCH_RUN_TIMEOUT,
             ARG_BENCH_CHAIN_OUT,
+            ARG_OUTPUT,
+            *_BENCH_STACK_ARGS,
+        ),
+    ),
+    ActionCommand(
+        name="defer",
+        help="Overhead of a deferral (run duration minus the wait), and the triggerer with many tasks "
+        "deferred at once, on throw-away stacks (--stacks), side by side",
+        func=lazy_load_command("airflow_kestra_provider.cli.bench_command.bench_defer"),
+        args=(
+            ARG_BENCH_DEFER_SECONDS,
+            ARG_BENCH_DEFER_RUNS,
+            ARG_BENCH_DEFERRED,
+            ARG_BENCH_RUN_TIMEOUT,
+            ARG_BENCH_DEFER_OUT,
             ARG_OUTPUT,
             *_BENCH_STACK_ARGS,
         ),
@@ -453,11 +484,18 @@ KESTRA_COMMANDS = (
         help="Start a scheduler that never sleeps after work, caches DAGs by version, creates "
         "dag runs in batches and wakes on PostgreSQL NOTIFY (same options as airflow scheduler)",
         func=lazy_load_command("airflow_kestra_provider.cli.scheduler_command.scheduler"),
-        args=_stock_scheduler_args(),
+        args=_stock_args("scheduler"),
+    ),
+    ActionCommand(
+        name="triggerer",
+        help="Start a triggerer that loads new triggers and hands fired events on at once, woken "
+        "by PostgreSQL NOTIFY instead of a 1 s loop (same options as airflow triggerer)",
+        func=lazy_load_command("airflow_kestra_provider.cli.triggerer_command.triggerer"),
+        args=_stock_args("triggerer"),
     ),
     ActionCommand(
         name="notify-triggers",
-        help="Install (or --remove) the PostgreSQL triggers that wake idle Kestra schedulers",
+        help="Install (or --remove) the PostgreSQL triggers that wake idle Kestra schedulers and triggerers",
         func=lazy_load_command("airflow_kestra_provider.cli.scheduler_command.notify_triggers"),
         args=(ARG_REMOVE_TRIGGERS,),
     ),

@@ -18,6 +18,7 @@ from airflow_kestra_provider.stack.stack import AirflowStack, StackFailed, resol
 
 STANDALONE_EXECUTOR = KESTRA_EXECUTOR
 STANDALONE_SCHEDULER_ARGS: tuple[str, ...] = ("kestra", "scheduler")
+STANDALONE_TRIGGERER_ARGS: tuple[str, ...] = ("kestra", "triggerer")
 
 
 class _StopRequested(BaseException):
@@ -115,7 +116,12 @@ def standalone(args: argparse.Namespace) -> None:
             port=port,
             executor=STANDALONE_EXECUTOR,
         )
-        stack = AirflowStack(config, scheduler_args=STANDALONE_SCHEDULER_ARGS, api_workers=2)
+        stack = AirflowStack(
+            config,
+            scheduler_args=STANDALONE_SCHEDULER_ARGS,
+            triggerer_args=STANDALONE_TRIGGERER_ARGS,
+            api_workers=2,
+        )
         print(
             "migrating the database and starting api-server, dag-processor, triggerer, scheduler ...",
             flush=True,

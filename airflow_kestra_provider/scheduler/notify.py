@@ -1,13 +1,20 @@
-"""Wake an idle scheduler at once on PostgreSQL with LISTEN/NOTIFY.
+"""Wake an idle scheduler or triggerer at once on PostgreSQL with LISTEN/NOTIFY.
 
-Who notifies: three small triggers on Airflow's own tables, so that every writer (the REST API
-queueing a run, a task reporting its end through the Execution API, the triggerer, an asset
-event from any component) wakes the scheduler without any of them knowing about it:
+Who notifies: four small triggers on Airflow's own tables, so that every writer (the REST API
+queueing a run, a task reporting its end or its deferral through the Execution API, the
+triggerer, the dag-processor, an asset event from any component) wakes the scheduler and the
+triggerer without any of them knowing about it. On :data:`CHANNEL` (the scheduler):
 
 * ``dag_run``: a row inserted or updated with state ``queued``;
 * ``task_instance``: a row whose state changed to one the scheduler must react to
   (finished, up for retry / reschedule, or ``scheduled`` by the triggerer);
 * ``asset_dag_run_queue``: rows inserted (an asset event queued a consumer DAG).
+
+On :data:`TRIGGERER_CHANNEL` (``airflow kestra triggerer``):
+
+* ``trigger``: rows inserted (a task deferred, a DAG with an asset watcher was parsed);
+* ``task_instance``: a row that leaves ``deferred`` (its trigger fired, or the task was cleared
+  or marked while waiting, so its trigger must be cancelled and cleaned up).
 
 The triggers only call ``pg_notify`` (no table is changed, no column is added). They have no
 column lists or WHEN clauses, so they hold no dependency on any column and never block an
@@ -31,12 +38,14 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 CHANNEL = "airflow_kestra_scheduler"
+TRIGGERER_CHANNEL = "airflow_kestra_triggerer"
 FUNCTION = "airflow_kestra_scheduler_notify"
 _LOCK_KEY = 0x6B65737472610001  # advisory lock serializing trigger DDL between replicas
 TRIGGERS = {
     "airflow_kestra_wake_dag_run": "dag_run",
     "airflow_kestra_wake_task_instance": "task_instance",
     "airflow_kestra_wake_asset_queue": "asset_dag_run_queue",
+    "airflow_kestra_wake_triggerer": "trigger",
 }
 WAKE_TI_STATES = (
     "success",
@@ -61,6 +70,11 @@ BEGIN
            AND NEW.state IN ({", ".join(f"'{s}'" for s in WAKE_TI_STATES)}) THEN
             PERFORM pg_notify('{CHANNEL}', 'task_instance:' || NEW.state);
         END IF;
+        IF OLD.state = 'deferred' AND NEW.state IS DISTINCT FROM OLD.state THEN
+            PERFORM pg_notify('{TRIGGERER_CHANNEL}', 'task_instance:undeferred');
+        END IF;
+    ELSIF TG_TABLE_NAME = 'trigger' THEN
+        PERFORM pg_notify('{TRIGGERER_CHANNEL}', 'trigger');
     ELSE
         PERFORM pg_notify('{CHANNEL}', TG_TABLE_NAME);
     END IF;
@@ -159,15 +173,17 @@ def remove_triggers(engine: Any, lock_timeout: str = "30s") -> None:
 
 
 class NotifyWaker:
-    """A dedicated connection LISTENing on :data:`CHANNEL`; :meth:`wait` sleeps until notified.
+    """A dedicated connection LISTENing on ``channel``; :meth:`wait` sleeps until notified.
 
     Any database error closes the connection and turns :meth:`wait` into a plain sleep until a
     reconnection (tried at most every ``retry_interval`` seconds) succeeds, so the scheduler
-    loop never dies from the waker.
+    loop never dies from the waker. A caller that waits on other files too (the triggerer's
+    selector) takes :meth:`connection` into its own ``select`` and calls :meth:`drain`.
     """
 
-    def __init__(self, engine: Any, retry_interval: float = 5.0) -> None:
+    def __init__(self, engine: Any, retry_interval: float = 5.0, channel: str = CHANNEL) -> None:
         self._engine = engine
+        self._channel = channel
         self._conn: Any = None
         self._retry_interval = retry_interval
         self._next_attempt = 0.0
@@ -180,7 +196,7 @@ class NotifyWaker:
         conn = pooled.dbapi_connection
         conn.autocommit = True
         with conn.cursor() as cursor:
-            cursor.execute(f"LISTEN {CHANNEL}")
+            cursor.execute(f"LISTEN {self._channel}")
         self._conn = conn
 
     def _ensure(self) -> bool:
@@ -198,15 +214,19 @@ class NotifyWaker:
             return False
         return True
 
+    def connection(self) -> Any:
+        """The LISTEN connection (it has ``fileno()``), or None while it is down."""
+        return self._conn if self._ensure() else None
+
     def wait(self, timeout: float) -> bool:
         """Sleep up to ``timeout`` seconds; return True as soon as a notification arrives."""
         if not self._ensure():
             time.sleep(timeout)
             return False
         try:
-            if not self._drain():
+            if not self.drain():
                 readable, _, _ = select.select([self._conn], [], [], timeout)
-                if not readable or not self._drain():
+                if not readable or not self.drain():
                     return False
             self.wakeups += 1
             return True
@@ -215,7 +235,8 @@ class NotifyWaker:
             self.close()
             return False
 
-    def _drain(self) -> bool:
+    def drain(self) -> bool:
+        """Read what arrived on the connection; True when it held a notification."""
         self._conn.poll()
         notifies = list(self._conn.notifies)
         self._conn.notifies.clear()

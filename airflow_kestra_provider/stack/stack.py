@@ -40,11 +40,13 @@ class AirflowStack:
         config: StackConfig,
         scheduler_args: Sequence[str] = ("scheduler",),
         api_workers: int = 1,
+        triggerer_args: Sequence[str] = ("triggerer",),
         services: Sequence[ProcessSpec] = (),
         workers: Sequence[ProcessSpec] = (),
     ) -> None:
         self.config = config
         self.scheduler_args = tuple(scheduler_args)
+        self.triggerer_args = tuple(triggerer_args)
         self.api_workers = api_workers
         self.services = tuple(services)  # started first (a broker)
         self.workers = tuple(workers)  # started once the stack is healthy (Celery or Edge workers)
@@ -75,7 +77,7 @@ class AirflowStack:
             airflow_argv("api-server", "--port", str(self.config.port), "--workers", str(self.api_workers)),
         )
         self.supervisor.start("dag-processor", airflow_argv("dag-processor"))
-        self.supervisor.start("triggerer", airflow_argv("triggerer"))
+        self.supervisor.start("triggerer", airflow_argv(*self.triggerer_args))
         self.supervisor.start("scheduler", airflow_argv(*self.scheduler_args))
         self.wait_healthy(timeout)
         for worker in self.workers:

@@ -98,6 +98,7 @@ def start_stack(request, embedded_postgres, migrated_template, tmp_path_factory)
     def factory(
         executor: str = "LocalExecutor",
         scheduler_args: Sequence[str] = ("scheduler",),
+        triggerer_args: Sequence[str] = ("triggerer",),
         dags_folder: Path = DAGS_EXAMPLES,
         extra: dict[str, str] | None = None,
         timeout: float = 180.0,
@@ -120,7 +121,11 @@ def start_stack(request, embedded_postgres, migrated_template, tmp_path_factory)
         if engine:
             config = replace(config, executor=parts.executor, extra={**parts.settings, **config.extra})
         stack = AirflowStack(
-            config, scheduler_args=scheduler_args, services=parts.services, workers=parts.workers
+            config,
+            scheduler_args=scheduler_args,
+            triggerer_args=triggerer_args,
+            services=parts.services,
+            workers=parts.workers,
         )
         stacks.append(stack)
         stack.start(timeout=timeout, migrate=False)

@@ -1,14 +1,17 @@
-"""The same DAGs under the stock LocalExecutor and the KestraExecutor: same outcomes.
+"""The same DAGs under stock Airflow and under the Kestra components: same outcomes.
 
-Two stacks for the module, each on its own database of the embedded PostgreSQL with api-server,
-dag-processor and triggerer: one runs the stock ``airflow scheduler`` with LocalExecutor, the
-other ``airflow kestra scheduler`` with the KestraExecutor. Both get the "zoo" of
-``executor_dags/kestra_zoo.py``: a deferrable sensor, a reschedule-mode sensor, mapped tasks,
-retries, trigger rules, a task on a non-default queue, a task cleared through the REST API while
-it runs and a task marked success through the REST API while it runs. One manual run per DAG on
-each stack; once every run is finished, the run state and the task instances (task, map index,
-state, try number) of each DAG must be identical on both, and equal to what stock gives
-(``EXPECTED``), and the sensors must really have deferred / been rescheduled on both.
+Two stacks for the module, each on its own database of the embedded PostgreSQL with api-server
+and dag-processor: one runs the stock ``airflow scheduler`` with LocalExecutor and the stock
+``airflow triggerer``, the other ``airflow kestra scheduler`` with the KestraExecutor and
+``airflow kestra triggerer``. Both get the "zoo" of ``executor_dags/kestra_zoo.py``: a
+deferrable sensor, a deferred sensor marked success through the REST API while it waits (its
+trigger must be cancelled and cleaned up), an asset watcher (the test creates the file it
+watches), a reschedule-mode sensor, mapped tasks, retries, trigger rules, a task on a non-default
+queue, a task cleared through the REST API while it runs and a task marked success through the
+REST API while it runs. One run per DAG on each stack (manual, or by the watcher's asset event);
+once every run is finished, the run state and the task instances (task, map index, state, try
+number) of each DAG must be identical on both, and equal to what stock gives (``EXPECTED``), and
+the sensors must really have deferred / been rescheduled on both.
 
 Timing-dependent outcomes are designed out of the zoo (see the comments in the DAG file): under
 load task processes take 10-20 s to start here, and stock itself fails a deferred task whose
@@ -28,12 +31,15 @@ import sqlalchemy as sa
 
 from airflow_kestra_provider.stack.environment import KESTRA_EXECUTOR, free_port
 from airflow_kestra_provider.stack.stack import AirflowStack, StackFailed
+from tests.integration.conftest import wait_until
 
 pytestmark = pytest.mark.integration
 
 HERE = Path(__file__).resolve().parent
 ZOO = (
     "zoo_deferrable",
+    "zoo_deferred_marked",
+    "zoo_watched",
     "zoo_reschedule",
     "zoo_mapped",
     "zoo_retries",
@@ -42,11 +48,14 @@ ZOO = (
     "zoo_cleared",
     "zoo_marked",
 )
+WATCHED = "zoo_watched"  # started by its asset watcher, not triggered by the test
 RUN_ID = "zoo__manual"
 # The (dag_id, task_id) the test clears, and the one it marks success, through the REST API
-# once each is running.
+# once each is running; and the one it marks success once it is deferred.
 CLEAR = ("zoo_cleared", "cleared_while_running")
 MARK = ("zoo_marked", "marked_while_running")
+MARK_DEFERRED = ("zoo_deferred_marked", "wait_long")
+ACTIONS = (CLEAR, MARK, MARK_DEFERRED)
 TIMEOUT = 120.0  # stock finishes the zoo in 35-50 s on 2 loaded cores
 
 _RUNS = sa.text("SELECT dag_id, run_id, state FROM dag_run WHERE dag_id LIKE 'zoo\\_%'")
@@ -59,6 +68,7 @@ _TIS = sa.text(
 _TI_STATE = sa.text(
     "SELECT state FROM task_instance WHERE dag_id = :d AND run_id = :r AND task_id = :t AND map_index = -1"
 )
+_TASK_TRIGGERS = sa.text("SELECT count(*) FROM trigger WHERE classpath LIKE '%DateTimeTrigger'")
 _RESCHEDULES = sa.text(
     "SELECT count(*) FROM task_reschedule tr JOIN task_instance ti ON ti.id = tr.ti_id "
     "WHERE ti.dag_id = 'zoo_reschedule' AND ti.task_id = 'poke'"
@@ -79,6 +89,7 @@ class Side:
     runs: dict[str, str] = field(default_factory=dict)
     tis: dict[str, set[tuple[str, int, str | None, int]]] = field(default_factory=dict)
     reschedules: int = 0
+    task_triggers: int = 0  # trigger rows of the DateTimeSensorAsync tasks left
     elapsed: float | None = None
     dead: str | None = None
     # Every state the test saw each (dag_id, task_id) in while polling, to check the sensors
@@ -106,7 +117,9 @@ def _trigger_all(side: Side) -> None:
         for dag_id in ZOO:
             client.wait_for_dag(dag_id, timeout=120)
         for dag_id in ZOO:
-            client.trigger(dag_id, conf={"started_dir": str(side.started_dir)}, run_id=RUN_ID)
+            if dag_id != WATCHED:
+                client.trigger(dag_id, conf={"started_dir": str(side.started_dir)}, run_id=RUN_ID)
+    (side.stack.config.home / "zoo_watched_file").touch()
 
 
 def _ti_state(engine: sa.Engine, dag_id: str, task_id: str) -> str | None:
@@ -115,11 +128,14 @@ def _ti_state(engine: sa.Engine, dag_id: str, task_id: str) -> str | None:
 
 
 def _act(side: Side) -> None:
-    """Clear / mark success the tasks the zoo expects that of, once each is running."""
-    for key in (CLEAR, MARK):
-        if key in side.actions or not (side.started_dir / f"{key[1]}.1").exists():
+    """Clear / mark success the tasks the zoo expects that of, once each is running (deferred)."""
+    for key in ACTIONS:
+        if key in side.actions:
             continue
-        if _ti_state(side.engine, *key) != "running":
+        if key == MARK_DEFERRED:
+            if _ti_state(side.engine, *key) != "deferred":
+                continue
+        elif not (side.started_dir / f"{key[1]}.1").exists() or _ti_state(side.engine, *key) != "running":
             continue
         dag_id, task_id = key
         with side.stack.client() as client:
@@ -137,8 +153,9 @@ def _read(side: Side) -> None:
             side.tis.setdefault(ti.dag_id, set()).add((ti.task_id, ti.map_index, ti.state, ti.try_number))
             side.seen.setdefault((ti.dag_id, ti.task_id), set()).add(ti.state)
         side.reschedules = int(conn.execute(_RESCHEDULES).scalar_one())
+        side.task_triggers = int(conn.execute(_TASK_TRIGGERS).scalar_one())
     side.finished = (
-        len(side.actions) == 2
+        len(side.actions) == len(ACTIONS)
         and set(side.runs) == set(ZOO)
         and all(state in ("success", "failed") for state in side.runs.values())
     )
@@ -156,6 +173,7 @@ def sides(start_stack, dags_folder, tmp_path_factory) -> Any:
         "kestra": start_stack(
             executor=KESTRA_EXECUTOR,
             scheduler_args=("kestra", "scheduler"),
+            triggerer_args=("kestra", "triggerer"),
             dags_folder=dags_folder,
             extra=_extra(),
         ),
@@ -208,7 +226,7 @@ def test_every_run_finished_on_both_stacks(sides):
         name: {
             "runs": {d: s for d, s in side.runs.items() if s not in ("success", "failed")},
             "missing": sorted(set(ZOO) - set(side.runs)),
-            "not acted on": sorted(str(k) for k in {CLEAR, MARK} - set(side.actions)),
+            "not acted on": sorted(str(k) for k in set(ACTIONS) - set(side.actions)),
             "died": side.dead,
         }
         for name, side in sides.items()
@@ -231,6 +249,11 @@ def test_same_outcome(sides, dag_id):
 # agreeing on something nobody wanted (both stacks must match it, stock included).
 EXPECTED = {
     "zoo_deferrable": ("success", {("wait", -1, "success", 1), ("after_wait", -1, "success", 1)}),
+    "zoo_deferred_marked": (
+        "success",
+        {("wait_long", -1, "success", 1), ("after_wait_long", -1, "success", 1)},
+    ),
+    "zoo_watched": ("success", {("on_file", -1, "success", 1)}),
     "zoo_reschedule": ("success", {("poke", -1, "success", 1), ("after_poke", -1, "success", 1)}),
     "zoo_mapped": (
         "success",
@@ -272,6 +295,19 @@ def test_the_dag_did_what_it_is_for(sides, name, dag_id):
 def test_the_sensor_really_deferred(sides, name):
     seen = sides[name].seen.get(("zoo_deferrable", "wait"), set())
     assert "deferred" in seen, f"{name}: zoo_deferrable.wait was never seen deferred, only {seen}"
+
+
+@pytest.mark.parametrize("name", ["stock", "kestra"])
+def test_the_marked_sensor_was_deferred_and_its_trigger_is_gone(sides, name):
+    """Marked success while deferred: the triggerer cancelled its trigger and the row was
+    cleaned up (as the fired one of zoo_deferrable)."""
+    side = sides[name]
+    assert [ti["state"] for ti in side.actions.get(MARK_DEFERRED, [])] == ["success"]
+    wait_until(
+        lambda: _read(side) or side.task_triggers == 0,
+        30,
+        lambda: f"{name}: {side.task_triggers} DateTimeTrigger rows left",
+    )
 
 
 @pytest.mark.parametrize("name", ["stock", "kestra"])

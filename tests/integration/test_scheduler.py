@@ -111,6 +111,7 @@ def test_notify_triggers_installed_once_and_install_is_idempotent(stack, db):
         "airflow_kestra_wake_asset_queue",
         "airflow_kestra_wake_dag_run",
         "airflow_kestra_wake_task_instance",
+        "airflow_kestra_wake_triggerer",
     ]
     assert _wake_triggers(db) == expected  # two replicas installed them: still one of each
     run_airflow(stack.env, "kestra", "notify-triggers")

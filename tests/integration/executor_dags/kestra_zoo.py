@@ -1,19 +1,23 @@
 """The "zoo" run under LocalExecutor and KestraExecutor by tests/integration/test_executor_parity.py.
 
-One DAG per executor feature that is easy to get wrong: deferral, reschedule-mode sensors,
-mapped tasks, retries, trigger rules, a non-default queue, a task cleared while running and a
-task marked success while running. The last two are driven by the test through the REST API.
+One DAG per executor and triggerer feature that is easy to get wrong: deferral, a deferred task
+marked success while it waits (its trigger must be cancelled), an asset watcher, reschedule-mode
+sensors, mapped tasks, retries, trigger rules, a non-default queue, a task cleared while running
+and a task marked success while running. The marks and the clear are driven by the test through
+the REST API; the watched file is created by the test.
 """
 
 from __future__ import annotations
 
 import datetime
+import os
 import time
 from pathlib import Path
 
 from airflow.providers.standard.sensors.date_time import DateTimeSensorAsync
 from airflow.providers.standard.sensors.python import PythonSensor
-from airflow.sdk import dag, task
+from airflow.providers.standard.triggers.file import FileDeleteTrigger
+from airflow.sdk import Asset, AssetWatcher, dag, task
 
 RETRY_DELAY = datetime.timedelta(seconds=1)
 RESCHEDULE_AFTER = datetime.timedelta(seconds=6)
@@ -37,6 +41,41 @@ def zoo_deferrable():
         return None
 
     wait >> after_wait()
+
+
+@dag(dag_id="zoo_deferred_marked", schedule=None)
+def zoo_deferred_marked():
+    # Defers for an hour; the test marks it success through the REST API while it is deferred,
+    # so the triggerer must cancel its trigger (and the trigger row must be cleaned up).
+    wait_long = DateTimeSensorAsync(
+        task_id="wait_long", target_time="{{ ti.start_date + macros.timedelta(hours=1) }}"
+    )
+
+    @task
+    def after_wait_long() -> None:
+        return None
+
+    wait_long >> after_wait_long()
+
+
+# The file the test creates in each stack's AIRFLOW_HOME; the triggerer's watcher deletes it and
+# the asset event it sends starts one run of zoo_watched.
+WATCHED_FILE = Path(os.environ.get("AIRFLOW_HOME", "/nonexistent")) / "zoo_watched_file"
+WATCHED = Asset(
+    "zoo_watched_file",
+    watchers=[
+        AssetWatcher(name="zoo_file", trigger=FileDeleteTrigger(filepath=str(WATCHED_FILE), poke_interval=1))
+    ],
+)
+
+
+@dag(dag_id="zoo_watched", schedule=[WATCHED])
+def zoo_watched():
+    @task
+    def on_file() -> None:
+        return None
+
+    on_file()
 
 
 def _six_seconds_after_the_first_poke(**context) -> bool:
@@ -177,6 +216,8 @@ def zoo_marked():
 
 for _factory in (
     zoo_deferrable,
+    zoo_deferred_marked,
+    zoo_watched,
     zoo_reschedule,
     zoo_mapped,
     zoo_retries,

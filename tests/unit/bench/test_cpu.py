@@ -45,6 +45,7 @@ def test_table_lists_components_and_total():
     ("cmdline", "expected"),
     [
         (["/v/bin/python", "-m", "airflow", "kestra", "scheduler"], "scheduler"),
+        (["/v/bin/python", "-m", "airflow", "kestra", "triggerer"], "triggerer"),
         (["/v/bin/airflow", "scheduler"], "scheduler"),
         (["/v/bin/python", "-m", "airflow", "dag-processor"], "dag-processor"),
         (["airflow api_server -- host:127.0.0.1 port:8080", "", ""], "api-server"),

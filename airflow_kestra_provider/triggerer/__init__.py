@@ -1,0 +1,1 @@
+"""``airflow kestra triggerer``: Airflow's triggerer, woken by NOTIFY instead of a 1 s clock."""
