@@ -280,10 +280,16 @@ def defer_table(results: Sequence[dict[str, Any]]) -> str:
     many_rows = []
     for r in results:
         for m in r.get("many", []):
+            if "error" in m:
+                many_rows.append(
+                    [r["stack"], f"{m['count']:,}", m["error"], *[""] * (len(DEFERRED_HEADERS) - 3)]
+                )
+                continue
+            ended = "" if m.get("ended", m["count"]) >= m["count"] else f" ({m['ended']:,} ended)"
             many_rows.append(
                 [
                     r["stack"],
-                    f"{m['count']:,}",
+                    f"{m['count']:,}{ended}",
                     fmt_seconds(m.get("taken_seconds")),
                     _cpu_per_second(_get(m, "idle_cpu_per_second", "triggerer_loop")),
                     _cpu_per_second(_get(m, "idle_cpu_per_second", "triggerer")),

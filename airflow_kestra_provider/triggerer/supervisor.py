@@ -4,8 +4,9 @@ The stock :class:`~airflow.jobs.triggerer_job_runner.TriggerRunnerSupervisor` ru
 (at most a second apart, and after every message of its subprocess): ``Trigger.assign_unassigned``
 (a count and a locking select), ``Trigger.ids_for_triggerer`` (the ids of every trigger it owns,
 thousands with thousands of deferred tasks, diffed against what runs) and ``Trigger.clean_unused``.
-:class:`KestraTriggerRunnerSupervisor` keeps each of those calls and their order, and makes them
-when something may have changed:
+:class:`KestraTriggerRunnerSupervisor` keeps each of those calls (``clean_unused`` first, so the
+row of a cancelled trigger is gone before the ids are read) and makes them when something may
+have changed:
 
 * on PostgreSQL, a NOTIFY on :data:`~airflow_kestra_provider.scheduler.notify.TRIGGERER_CHANNEL`
   ends its wait at once (the LISTEN connection sits in the same selector as the subprocess's
