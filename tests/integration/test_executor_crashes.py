@@ -34,6 +34,10 @@ from tests.integration.reliability import (
 pytestmark = pytest.mark.integration
 
 WORKER_TIMEOUT = 10
+# Runs of kestra_test_mark (two tasks each) in flight when a worker, then the scheduler, is
+# killed: more than the six task slots of the three workers (two each), so some wait queued.
+RUNS_AT_THE_WORKER_KILL = 8
+RUNS_AT_THE_SCHEDULER_KILL = 6
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +119,7 @@ def test_sigkill_of_a_whole_worker_mid_task(stack, db, marks):
     assert victim.process is not None
     victim_id = worker_id_of(db, victim.process.pid)
     worker_id_of(db, workers[1].process.pid)  # type: ignore[union-attr]
-    trigger(stack, MARK_DAG_ID, 12, {"sleep": 8})
+    trigger(stack, MARK_DAG_ID, RUNS_AT_THE_WORKER_KILL, {"sleep": 6})
 
     def victim_running() -> list[tuple[str, str, int, str]]:
         running = [c for c in open_claims(db, victim_id) if c[3] == "running"]
@@ -129,7 +133,7 @@ def test_sigkill_of_a_whole_worker_mid_task(stack, db, marks):
     killed_at = time.monotonic()
     assert len(members) > 2, "the worker had no runner or task processes"
 
-    states = check_end_state(stack, db, marks, 12)
+    states = check_end_state(stack, db, marks, RUNS_AT_THE_WORKER_KILL)
     took = time.monotonic() - killed_at
     print(
         f"runs {states}; killed tries {killed[:3]}...; all terminal {took:.0f}s after the kill (shared machine)"
@@ -158,7 +162,7 @@ def test_sigkill_of_a_whole_worker_mid_task(stack, db, marks):
     for run_id, task_id, try_number, _ in killed:
         assert tis[(run_id, task_id)][0] == try_number + 1, (run_id, task_id, tis[(run_id, task_id)])
         assert starts[(run_id, task_id, try_number + 1)] == 1
-    assert states == {"success": 12}
+    assert states == {"success": RUNS_AT_THE_WORKER_KILL}
 
 
 def test_kill_9_of_the_scheduler_with_queued_and_running_tasks(stack, db, marks):
@@ -170,7 +174,7 @@ def test_kill_9_of_the_scheduler_with_queued_and_running_tasks(stack, db, marks)
         stack.supervisor.components.remove(remote)
     before = len(ti_rows(db, MARK_DAG_ID)) // 2
     earlier = started_not_ended(marks)  # the tries killed by the previous test
-    trigger(stack, MARK_DAG_ID, 10, {"sleep": 6})
+    trigger(stack, MARK_DAG_ID, RUNS_AT_THE_SCHEDULER_KILL, {"sleep": 5})
 
     def running_and_queued() -> tuple[set[tuple[str, str, int]], int] | None:
         with db.connect() as conn:
@@ -191,12 +195,12 @@ def test_kill_9_of_the_scheduler_with_queued_and_running_tasks(stack, db, marks)
     killed_at = time.monotonic()
     stack.supervisor.restart("scheduler")
 
-    states = check_end_state(stack, db, marks, before + 10)
+    states = check_end_state(stack, db, marks, before + RUNS_AT_THE_SCHEDULER_KILL)
     print(
         f"runs {states}; at the kill {len(begun)} running, {queued} queued; "
         f"all terminal {time.monotonic() - killed_at:.0f}s after the kill (shared machine)"
     )
-    assert states == {"success": before + 10}
+    assert states == {"success": before + RUNS_AT_THE_SCHEDULER_KILL}
     tis = {
         (run_id, task_id): (try_number, state)
         for run_id, task_id, try_number, state in ti_rows(db, MARK_DAG_ID)

@@ -96,6 +96,12 @@ def test_prints_health_of_every_component(standalone):
         assert f"{component}=healthy" in line
 
 
+def test_runs_the_kestra_scheduler_and_triggerer(standalone):
+    commands = [" ".join(p.cmdline()) for p in standalone.descendants() if p.is_running()]
+    for component in ("scheduler", "triggerer"):
+        assert any(f"airflow kestra {component}" in command for command in commands), commands
+
+
 @pytest.mark.parametrize(
     ("dag_id", "expected"),
     [
