@@ -58,9 +58,8 @@ log = logging.getLogger(__name__)
 
 MAX_WAIT = 1.0  # seconds; the stock loop's longest wait (heartbeat and metrics run after it)
 EVENT_BATCH = 500  # fired events handed on per transaction
-UNDEFERRED_DELAY = (
-    1.0  # seconds from a task instance leaving ``deferred`` to the load that cancels its trigger
-)
+# seconds from a task instance leaving ``deferred`` to the load that cancels its trigger
+UNDEFERRED_DELAY = 1.0
 NEW_TRIGGER_PAYLOAD = "trigger"  # what notify.py sends when trigger rows are inserted
 
 
