@@ -55,6 +55,9 @@ def test_chain_with_the_celery_stack(embedded_postgres, tmp_path):
         assert row["per_link"]["p50"] > 0
     lines = (out / "chain.md").read_text().splitlines()
     assert [line.split(" | ")[0] for line in lines[4:]] == ["| kestra-celery"]
-    assert "starting the kestra-celery stack (CeleryExecutor, `airflow kestra scheduler`)" in result.stderr
+    assert (
+        "starting the kestra-celery stack (CeleryExecutor, `airflow kestra scheduler`, `airflow kestra triggerer`)"
+        in result.stderr
+    )
     celery_log = tmp_path / "work" / "chain_kestra-celery" / "logs" / "components" / "celery-worker.log"
     assert celery_log.read_text().count("succeeded in") >= 2 * 3  # the worker ran every link
