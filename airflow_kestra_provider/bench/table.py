@@ -192,25 +192,27 @@ CHAIN_HEADERS = ("stack", "runs", "per link p50", "per link p90", "per link max"
 
 def chain_table(results: Sequence[dict[str, Any]]) -> str:
     rows = [list(row.values()) for row in chain_rows(results)]
-    by_stack = {r["stack"]: r for r in results}
-    if len(by_stack) > 1:
-        base = baseline(list(by_stack))
-        b = by_stack[base]
-        for name, other in by_stack.items():
-            if name == base:
-                continue
-            rows.append(
-                [
-                    f"{base}/{name}",
-                    "",
-                    *(
-                        fmt_ratio(_get(b, "per_link", k), _get(other, "per_link", k))
-                        for k in ("p50", "p90", "max")
-                    ),
-                    fmt_ratio(_get(b, "duration", "p50"), _get(other, "duration", "p50")),
-                ]
-            )
+    figures = [("per_link", "p50"), ("per_link", "p90"), ("per_link", "max"), ("duration", "p50")]
+    rows += ratio_rows(results, figures)
     return markdown(CHAIN_HEADERS, rows)
+
+
+def ratio_rows(results: Sequence[dict[str, Any]], figures: Sequence[tuple[str, str]]) -> list[list[str]]:
+    """One row per stack other than the baseline (see :func:`baseline`): ``base/other`` for each
+    ``(section, key)`` figure, after an empty runs column."""
+    by_stack = {r["stack"]: r for r in results}
+    if len(by_stack) < 2:
+        return []
+    base = baseline(list(by_stack))
+    return [
+        [
+            f"{base}/{name}",
+            "",
+            *(fmt_ratio(_get(by_stack[base], *figure), _get(other, *figure)) for figure in figures),
+        ]
+        for name, other in by_stack.items()
+        if name != base
+    ]
 
 
 DEFER_HEADERS = ("stack", "runs", "overhead p50", "overhead p90", "overhead max")
@@ -260,22 +262,7 @@ def defer_table(results: Sequence[dict[str, Any]]) -> str:
         ]
         for r in results
     ]
-    by_stack = {r["stack"]: r for r in results}
-    if len(by_stack) > 1:
-        base = by_stack[baseline(list(by_stack))]
-        for other in results:
-            if other is base:
-                continue
-            rows.append(
-                [
-                    f"{base['stack']}/{other['stack']}",
-                    "",
-                    *(
-                        fmt_ratio(_get(base, "overhead", k), _get(other, "overhead", k))
-                        for k in ("p50", "p90", "max")
-                    ),
-                ]
-            )
+    rows += ratio_rows(results, [("overhead", k) for k in ("p50", "p90", "max")])
     text = markdown(DEFER_HEADERS, rows)
     many_rows = []
     for r in results:
