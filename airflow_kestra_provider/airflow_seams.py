@@ -76,6 +76,7 @@ METRICS = "airflow_kestra_provider/metrics.py"
 TRIGGERER_JOB = "airflow_kestra_provider/triggerer/job_runner.py"
 TRIGGERER_SUPERVISOR = "airflow_kestra_provider/triggerer/supervisor.py"
 TRIGGERER_ASYNC = "airflow_kestra_provider/triggerer/async_runner.py"
+TRIGGERER_EVENTS = "airflow_kestra_provider/triggerer/events.py"
 TRIGGERER_CLI = "airflow_kestra_provider/cli/triggerer_command.py"
 
 
@@ -795,11 +796,27 @@ SEAMS: tuple[Seam, ...] = (
     ),
     Seam(
         "airflow.models.trigger.Trigger.submit_event",
-        "relied-on",
-        (TRIGGERER_SUPERVISOR,),
-        "Takes session= (provide_session) and does not commit it itself: several events can share one transaction.",
+        "reimplemented",
+        (TRIGGERER_EVENTS,),
+        "Stock, per event: select the task instances deferred on the trigger, handle_event_submit each, then select the trigger with its asset watchers, register an asset change per asset, hand the event to its callback; it does not commit. submit_events makes the same calls for a batch with one select of the task instances (DAG and dag run joined) and one of the triggers, holding the flushes of events whose handling only sets attributes until the batch ends.",
         params=("trigger_id", "event", "session"),
         fingerprint="9f37209d7c1622d15aa0492674821da7b8da56c049ec1c9509f3ab4770dcd373",
+    ),
+    Seam(
+        "airflow.models.trigger.handle_event_submit",
+        "call",
+        (TRIGGERER_EVENTS,),
+        "singledispatch on the event type. The base handler (any TriggerEvent) and the one registered for BaseTaskEndEvent only set attributes of the task instance (reading its dag_model and dag_run), add a callback request and flush the session they are given, except a failed end (retry: task instance history, new id) and XComs (xcom_push with a session of its own). flush_can_wait tells them apart by dispatch() and the event's fields.",
+        params=("event", "task_instance", "session"),
+        fingerprint="edf645d083ed8190908b039e634421e533ee484c85e319818c34b5bcfac16475",
+    ),
+    Seam(
+        "airflow.models.taskinstance.TaskInstance.set_state",
+        "relied-on",
+        (TRIGGERER_EVENTS,),
+        "Called by the BaseTaskEndEvent handler: 'in session', merge() (which autoflushes) and flush() on the session it is given, which is why submit_events holds them with FlushAtEnd and no_autoflush.",
+        params=("self", "state", "session"),
+        fingerprint="ce5fc670321bab967fc8c730f5e1ac75e16f801eff3985b86ddcee3d5d9bf9cb",
     ),
     Seam(
         "airflow.jobs.triggerer_job_runner.TriggerRunner.arun",

@@ -28,9 +28,10 @@ instance to ``scheduled`` wakes the Kestra scheduler through its own NOTIFY.
 
 Fired events are handed on in batches: the stock ``handle_events`` calls ``Trigger.submit_event``
 once per event, each in a transaction of its own, so a thousand triggers firing together wait
-for a thousand commits one after another. Ours makes the same call for up to
-:data:`EVENT_BATCH` events in one session and commits once; if the batch fails, it is put back
-and handed on one event at a time by the stock method (which also raises as stock does).
+for a thousand commits one after another, and for a few statements per task each. Ours hands on
+up to :data:`EVENT_BATCH` events in one transaction with :func:`.events.submit_events` (the same
+handling, with a few statements per batch); if the batch fails, it is put back and handed on one
+event at a time by the stock method (which also raises as stock does).
 """
 
 from __future__ import annotations
@@ -45,13 +46,13 @@ from typing import Any
 
 import attrs
 from airflow.jobs.triggerer_job_runner import TriggerRunnerSupervisor
-from airflow.models.trigger import Trigger
 from airflow.observability import stats
 from airflow.utils.session import create_session
 
 from airflow_kestra_provider import settings
 from airflow_kestra_provider.scheduler import notify
 from airflow_kestra_provider.triggerer.async_runner import WAKE_SIGNAL, KestraTriggerRunner
+from airflow_kestra_provider.triggerer.events import submit_events
 from airflow_kestra_provider.worker.backoff import Backoff
 
 log = logging.getLogger(__name__)
@@ -138,8 +139,7 @@ class KestraTriggerRunnerSupervisor(TriggerRunnerSupervisor):
             batch = [self.events.popleft() for _ in range(min(EVENT_BATCH, len(self.events)))]
             try:
                 with create_session() as session:
-                    for entry in batch:
-                        Trigger.submit_event(trigger_id=entry.trigger_id, event=entry.event, session=session)
+                    submit_events([(entry.trigger_id, entry.event) for entry in batch], session)
             except Exception:
                 log.exception(
                     "Handing on %d trigger events in one transaction failed; one at a time", len(batch)

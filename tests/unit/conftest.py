@@ -51,3 +51,27 @@ def settled(statsd: StatsdListener) -> Callable[[], None]:
         assert statsd.wait_for(f"{STATSD_PREFIX}.{name}"), "the StatsD listener received nothing"
 
     return wait
+
+
+@pytest.fixture(scope="module")
+def session():
+    """A real metadata schema on the unit-test SQLite database (one per test module)."""
+    from airflow import settings
+    from airflow.models import import_all_models
+    from airflow.models.base import Base
+    from airflow.models.dag import DagModel
+    from airflow.models.dagbundle import DagBundleModel
+    from airflow.models.tasklog import LogTemplate
+    from sqlalchemy.orm import Session
+
+    import_all_models()
+    Base.metadata.drop_all(settings.engine)
+    Base.metadata.create_all(settings.engine)
+    with Session(settings.engine) as session:
+        session.add(DagBundleModel(name="bundle"))
+        session.flush()
+        session.add_all([DagModel(dag_id=d, bundle_name="bundle") for d in ("one", "two", "three")])
+        # `airflow db migrate` writes one; create_all does not (dag runs refer to it)
+        session.add(LogTemplate(filename="{{ ti.task_id }}.log", elasticsearch_id="x"))
+        session.commit()
+        yield session

@@ -12,6 +12,8 @@ import datetime
 import pytest
 from airflow.utils.sqlalchemy import prohibit_commit
 
+from tests.unit.metadata import register_dag
+
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 START = datetime.datetime(2025, 1, 1, tzinfo=datetime.timezone.utc)
@@ -48,36 +50,10 @@ def _mapped_dag(dag_id: str):
     return dag
 
 
-def _register(session, dag, **model_fields):
-    """Write ``dag`` the way the dag-processor does and make it due now."""
-    from airflow.models.dag import DagModel
-    from airflow.models.serialized_dag import SerializedDagModel
-    from airflow.serialization.serialized_objects import LazyDeserializedDAG
-
-    model = DagModel(
-        dag_id=dag.dag_id,
-        bundle_name="bundle",
-        max_active_runs=16,
-        is_paused=False,
-        is_stale=False,
-        **model_fields,
-    )
-    session.add(model)
-    session.flush()
-    SerializedDagModel.write_dag(LazyDeserializedDAG.from_dag(dag), bundle_name="bundle", session=session)
-    session.commit()
-    return model
-
-
 @pytest.fixture
 def runner(session):
     from airflow.executors.local_executor import LocalExecutor
     from airflow.jobs.job import Job
-    from airflow.models.tasklog import LogTemplate
-
-    if session.query(LogTemplate).count() == 0:  # `airflow db migrate` writes one; create_all does not
-        session.add(LogTemplate(filename="{{ ti.task_id }}.log", elasticsearch_id="x"))
-        session.commit()
 
     from airflow_kestra_provider.scheduler.runner import KestraSchedulerJobRunner
 
@@ -97,7 +73,7 @@ def _bulk_created(runner, session, dag_ids: list[str], *, budget: float = 60.0) 
     """Register plain due DAGs and create their runs through the bulk path (one pass)."""
     from airflow.models.dag import DagModel
 
-    models = [_register(session, _plain_dag(dag_id)) for dag_id in dag_ids]
+    models = [register_dag(session, _plain_dag(dag_id)) for dag_id in dag_ids]
     for model in models:
         _reset_next_run(runner, session, model)
     runner._bulk_create = True
@@ -176,7 +152,7 @@ def _examined_statements(runner, session, examine, runs) -> list[str]:
 def test_bulk_rows_equal_the_rows_of_create_dagrun(runner, session):
     from airflow_kestra_provider.scheduler import bulk_runs
 
-    model = _register(session, _plain_dag("bulk_same_rows"), bundle_version="v7")
+    model = register_dag(session, _plain_dag("bulk_same_rows"), bundle_version="v7")
     _reset_next_run(runner, session, model)
     due = model.next_dagrun
     assert due is not None
@@ -229,10 +205,10 @@ def test_unusual_dags_go_to_the_stock_path(runner, session):
 
     from airflow_kestra_provider.scheduler import bulk_runs
 
-    mapped = _register(session, _mapped_dag("bulk_mapped"))
-    full = _register(session, _plain_dag("bulk_full"))
-    plain = _register(session, _plain_dag("bulk_plain"))
-    exists = _register(session, _plain_dag("bulk_exists"))
+    mapped = register_dag(session, _mapped_dag("bulk_mapped"))
+    full = register_dag(session, _plain_dag("bulk_full"))
+    plain = register_dag(session, _plain_dag("bulk_plain"))
+    exists = register_dag(session, _plain_dag("bulk_exists"))
     for model in (mapped, full, plain, exists):
         _reset_next_run(runner, session, model)
     runner._bulk_create = False
@@ -255,7 +231,7 @@ def test_mapped_dag_still_gets_its_run_through_the_stock_path(runner, session):
     from airflow.models.taskinstance import TaskInstance
     from sqlalchemy import select
 
-    model = _register(session, _mapped_dag("bulk_mapped_run"))
+    model = register_dag(session, _mapped_dag("bulk_mapped_run"))
     _reset_next_run(runner, session, model)
     _create(runner, session, "bulk_mapped_run", bulk=True)
     assert runner.dag_runs_created_in_bulk == 0
@@ -402,7 +378,7 @@ def test_unchanged_runs_and_the_critical_section_wait_for_the_recheck_interval(r
 
     from airflow_kestra_provider.scheduler.work import LoopWork
 
-    model = _register(session, _mapped_dag("bulk_recheck"))  # tasks that really run (not EmptyOperator)
+    model = register_dag(session, _mapped_dag("bulk_recheck"))  # tasks that really run (not EmptyOperator)
     _reset_next_run(runner, session, model)
     runner._recheck = 30.0
     with prohibit_commit(session) as guard:
