@@ -12,11 +12,13 @@ Two measurements per stack (its scheduler, executor and triggerer as ``--stacks`
   triggerer ends the task, no worker runs it again) until a moment ``fire_at`` set in its conf;
   its dag run, task instance and trigger rows are then copied ``N - 1`` times in the database
   (one transaction), so ``N`` tasks wait on ``N`` triggers without starting ``N`` task processes.
-  Reported: how long the triggerer took to own all ``N`` triggers; while the ``N`` wait, the CPU
-  per second of wall time of its main process alone (its loop: the database reads and the
-  bookkeeping), of its whole tree (with the trigger subprocess, where the triggers run) and of
-  PostgreSQL; and, once they all fire at ``fire_at``, how long after it each task instance ended
-  (the resume lag) and the triggerer's CPU meanwhile.
+  Reported: how long the triggerer took to own all ``N`` triggers and to start them (each has
+  written its first log line); while the ``N`` wait (a window of up to 45 s, 3 s after the last
+  started, in the phase where a ``DateTimeTrigger`` logs once a minute), the CPU per second of
+  wall time of its main process alone (its loop: the database reads and the bookkeeping), of its
+  whole tree (with the trigger subprocess, where the triggers run) and of PostgreSQL; and, once
+  they all fire at ``fire_at``, how long after it each task instance ended (the resume lag) and
+  the triggerer's CPU meanwhile.
 
 Both stacks get ``[triggerer] capacity`` above the largest ``N`` (the stock default, 1,000,
 would leave the rest unassigned).
@@ -49,12 +51,16 @@ from airflow_kestra_provider.stack.stack import AirflowStack
 
 Log = Callable[[str], None]
 MANY_DAG_ID = "kestra_bench_deferred_many"
-LEAD_SECONDS = 80.0  # from the copies' commit to fire_at, plus ...
-LEAD_PER_TRIGGER = 0.01  # ... this per trigger: time for the triggerer to load them all
-IDLE_SETTLE = 3.0  # seconds after the last trigger was taken before the idle window starts
-# The idle window ends this long before fire_at: in its last 20 s a DateTimeTrigger wakes (and
-# logs a line) every second, which is the triggers' own work, not the triggerer's.
-IDLE_END_BEFORE_FIRE = 22.0
+# A DateTimeTrigger logs a line per step of its sleep: every 60 s while more than 120 s remain,
+# then every 10 s, then every second in the last 20 s. The "while waiting" window lies in the
+# 60 s phase, so what the triggerer does in it is its own work (its loop and the bookkeeping of N
+# triggers), not handing on N trigger log lines a few times a minute.
+QUIET_END_BEFORE_FIRE = 125.0  # seconds: the window ends this long before fire_at
+WINDOW_SECONDS = 45.0  # the longest window
+LEAD_SECONDS = QUIET_END_BEFORE_FIRE + WINDOW_SECONDS + 15.0  # from the copies' commit to fire_at, plus ...
+LEAD_PER_TRIGGER = 0.01  # ... this per trigger: time for the triggerer to load and start them all
+IDLE_SETTLE = 3.0  # seconds after the last trigger started before the window starts
+MIN_WINDOW = 10.0  # seconds; a shorter one is reported as a timeout
 RESUME_TIMEOUT = 300.0
 
 
@@ -229,6 +235,17 @@ def copy_deferred(engine: Engine, dag_id: str, run_id: str, copies: int) -> None
         conn.execute(text(ti_sql), {"copies": copies, "d": dag_id, "r": run_id, "ids": new_ids})
 
 
+def started_triggers(stack: AirflowStack, run_id: str) -> int:
+    """How many triggers of run ``run_id`` and its copies have written their first log line (a
+    trigger's log file, ``<task log>.trigger.<job id>.log``, appears with it)."""
+    runs = stack.config.home / "logs" / f"dag_id={MANY_DAG_ID}"
+    patterns = (
+        f"run_id={run_id}/task_id=wait/*.trigger.*.log",
+        f"run_id={run_id}-*/task_id=wait/*.trigger.*.log",
+    )
+    return sum(1 for pattern in patterns for _ in runs.glob(pattern))
+
+
 def _db_now(engine: Engine) -> datetime.datetime:
     with engine.connect() as conn:
         return conn.execute(text("SELECT now()")).scalar_one()
@@ -284,11 +301,18 @@ def _deferred_at_once(stack: AirflowStack, engine: Engine, count: int, log: Log)
     taken = _wait(
         lambda: _count(engine, owned, d=MANY_DAG_ID) >= count, until_fire, f"{count} triggers owned"
     )
+    started = _wait(
+        lambda: started_triggers(stack, run_id) >= count,
+        (fire_at - _db_now(engine)).total_seconds() - QUIET_END_BEFORE_FIRE,
+        f"{count} triggers started",
+    )
     time.sleep(IDLE_SETTLE)
+    idle_seconds = min(WINDOW_SECONDS, (fire_at - _db_now(engine)).total_seconds() - QUIET_END_BEFORE_FIRE)
+    if idle_seconds < MIN_WINDOW:
+        raise TimeoutError(
+            f"the triggerer took {taken + started:.0f} s to own and start {count} triggers: no quiet window left"
+        )
     idle_start, idle_before = time.monotonic(), probe.sample()
-    idle_seconds = (fire_at - _db_now(engine)).total_seconds() - IDLE_END_BEFORE_FIRE
-    if idle_seconds < 5:
-        raise TimeoutError(f"the triggerer took {taken:.0f} s to own {count} triggers: no idle window left")
     time.sleep(idle_seconds)
     idle_after = probe.sample()
     idle_wall = time.monotonic() - idle_start
@@ -327,11 +351,15 @@ def _deferred_at_once(stack: AirflowStack, engine: Engine, count: int, log: Log)
         rates["triggerer_loop"] = rates.pop(f"triggerer{OWN_SUFFIX}", 0.0)
         return rates
 
-    log(f"    {count} deferred: owned {taken:.1f} s after the copy; resume lag p50 {lag.p50 if lag else '-'}")
+    log(
+        f"    {count} deferred: owned {taken:.1f} s after the copy, all running {started:.1f} s later; "
+        f"resume lag p50 {lag.p50 if lag else '-'}"
+    )
     return {
         "count": count,
         "ended": len(lags),
         "taken_seconds": taken,
+        "started_seconds": started,
         "idle_wall_seconds": idle_wall,
         "idle_cpu_per_second": per_second(idle_before, idle_after, idle_wall),
         "fire_wall_seconds": fire_wall,

@@ -4,88 +4,224 @@ What the stock ``Trigger.submit_event`` does for one event: select the task inst
 the trigger and call ``handle_event_submit`` for each (it sets the resumed or ended state, and
 flushes), then select the trigger with its asset watchers, register an asset change for each of
 its assets and hand the event to its callback, if any. For a batch of events, one after another,
-that is a select per event, a flush per task instance, and for a task its trigger ended (a
-``TaskSuccessEvent`` of ``end_from_trigger``) two lazy loads (its DAG and dag run) on top: about
-13 ms a task on 2 cores, so 10,000 tasks whose triggers fire together end two minutes apart.
+that is a select per event, an ORM flush per task instance, and for a task its trigger ended
+(``end_from_trigger``) two lazy loads (its DAG and dag run) on top: about 13 ms a task on 2 cores,
+so 10,000 tasks whose triggers fire together end two minutes apart.
 
-:func:`submit_events` makes the same calls, in the same order, on the same session, with:
+:func:`submit_events` gives the same rows for a batch with:
 
-* one select of the deferred task instances of every trigger in the batch, their DAG and dag run
-  loaded with them;
-* the flushes of ``handle_event_submit`` (and the autoflush of ``set_state``'s ``merge()``)
-  held until the end of the batch (one flush, whose UPDATEs of the same columns, and INSERTs of
-  callback requests, go to the database as one batch each) for events whose handling only sets
-  attributes: a resumed task (any ``TriggerEvent`` the stock handler takes), and a task its
-  trigger ended in another state than failed, without XComs to push. A failed end (it may be
-  retried, which writes task instance history) and XComs are handled with the plain session,
-  flushing as stock does;
+* one select of the deferred task instances of every trigger in the batch: the columns the
+  handling reads, with their DAG's file and bundle and their dag run's bundle version;
+* for a resumed task (any ``TriggerEvent`` the stock base handler takes): that handler itself,
+  run on a :class:`DeferredRow` (the row's values as attributes, no session), whose changed
+  attributes (next kwargs with the event's payload, or the ``__fail__`` route when they cannot be
+  encoded; state, trigger, scheduled time) are then written;
+* for a task its trigger ended in success or skipped, without XComs: what the stock
+  ``BaseTaskEndEvent`` handler does, reimplemented: no trigger, the state, start date (if none),
+  end date and duration as ``TaskInstance.set_state`` sets them, and for success the callback
+  request the dag-processor runs (one log line per batch where stock logs one per task);
+* one executemany UPDATE per kind (guarded by ``state = 'deferred'``) and one INSERT of the
+  callback requests;
+* every other case (a failed end, which may be retried; XComs to push; an event type with a
+  handler of its own; a DAG without a file) through the stock handler on the task instance
+  loaded with the ORM, flushing as stock does;
 * one select of the batch's triggers with their asset watchers, assets and callbacks.
 
 A task instance is handled only by the first event of its trigger in the batch, as stock, whose
-second ``submit_event`` no longer finds it deferred.
+second ``submit_event`` no longer finds it deferred. ``tests/unit/triggerer/test_events.py``
+compares the rows with those of ``Trigger.submit_event`` for every kind.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
 from airflow.models.trigger import Trigger, handle_event_submit
+from airflow.sdk import timezone
 from airflow.triggers.base import BaseTaskEndEvent, TriggerEvent
 from airflow.utils.state import TaskInstanceState
-from sqlalchemy import select
+from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.orm import Session, joinedload, lazyload, selectinload
 
+log = logging.getLogger(__name__)
 
-class FlushAtEnd:
-    """The batch's session, except that ``flush()`` waits for the end of the batch.
+RESUME = "resume"  # the stock base handler, run on a DeferredRow
+END = "end"  # the BaseTaskEndEvent handler's success/skipped case, reimplemented
+STOCK = "stock"  # the stock handler on the ORM task instance
+# what the base handler may set on a task instance (its resume and its __fail__ route)
+RESUME_COLUMNS = ("next_method", "next_kwargs", "trigger_id", "state", "scheduled_dttm")
+ENDED_STATES = (TaskInstanceState.SUCCESS, TaskInstanceState.SKIPPED)
 
-    ``handle_event_submit`` and ``TaskInstance.set_state`` flush after every task instance;
-    :func:`submit_events` flushes once after the last one.
-    """
 
-    def __init__(self, session: Session) -> None:
-        self._session = session
+class DeferredRow:
+    """A deferred task instance's row with its values as attributes, for the stock base handler
+    (which sets attributes and flushes the session it is given; here nothing needs flushing)."""
+
+    id: Any
+    dag_id: str
+    task_id: str
+    run_id: str
+    map_index: int
+    state: str
+
+    def __init__(self, row: dict[str, Any]) -> None:
+        self.__dict__.update(row)
+
+    def __repr__(self) -> str:  # as TaskInstance's, for the handler's log lines
+        where = f" map_index={self.map_index}" if self.map_index != -1 else ""
+        return f"<TaskInstance: {self.dag_id}.{self.task_id} {self.run_id}{where} [{self.state}] ti_id={self.id}>"
+
+
+class _NoFlush:
+    """The session given to the base handler for a :class:`DeferredRow`."""
 
     def flush(self, objects: Any = None) -> None:
-        """Nothing now: the batch flushes once when it ends."""
-
-    def __contains__(self, instance: object) -> bool:
-        return instance in self._session
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._session, name)
+        """Nothing to flush: the batch writes the row's changes itself."""
 
 
-def flush_can_wait(event: TriggerEvent) -> bool:
-    """Whether handling ``event`` for a task instance only sets attributes of objects already in
-    the session (so its flush can wait for the end of the batch)."""
+def event_kind(event: TriggerEvent) -> str:
+    """How a task instance deferred on a trigger that fired ``event`` is handled in a batch."""
     handler = handle_event_submit.dispatch(type(event))
     if handler is handle_event_submit.dispatch(object):
-        return True
-    if handler is handle_event_submit.dispatch(BaseTaskEndEvent) and isinstance(event, BaseTaskEndEvent):
-        return event.task_instance_state != TaskInstanceState.FAILED and not event.xcoms
-    return False
+        return RESUME
+    if (
+        handler is handle_event_submit.dispatch(BaseTaskEndEvent)
+        and isinstance(event, BaseTaskEndEvent)
+        and event.task_instance_state in ENDED_STATES
+        and not event.xcoms
+    ):
+        return END
+    return STOCK
 
 
-def deferred_task_instances(trigger_ids: Iterable[int], session: Session) -> dict[int, list[Any]]:
-    """Trigger id -> the task instances deferred on it, with their DAG and dag run loaded."""
+def _callback_ti_fields() -> tuple[str, ...]:
+    """The task instance fields of a callback request (Airflow's ``TaskInstance`` data model)."""
+    from airflow.callbacks.callback_requests import TaskCallbackRequest
+
+    return tuple(TaskCallbackRequest.model_fields["ti"].annotation.model_fields)  # type: ignore[union-attr]
+
+
+def deferred_rows(trigger_ids: Iterable[int], session: Session) -> dict[int, list[dict[str, Any]]]:
+    """Trigger id -> the rows of the task instances deferred on it, with ``relative_fileloc`` and
+    ``bundle_name`` of their DAG and ``bundle_version`` of their dag run."""
+    from airflow.models.dag import DagModel
+    from airflow.models.dagrun import DagRun
     from airflow.models.taskinstance import TaskInstance
 
-    waiting: dict[int, list[Any]] = defaultdict(list)
+    table = TaskInstance.__table__
+    names = dict.fromkeys(("id", "dag_id", "task_id", "run_id", "map_index", "start_date", "end_date"))
+    names.update(dict.fromkeys(RESUME_COLUMNS))
+    names.update(dict.fromkeys(_callback_ti_fields()))
     query = (
-        select(TaskInstance)
-        .where(
-            TaskInstance.trigger_id.in_(sorted(set(trigger_ids))),
-            TaskInstance.state == TaskInstanceState.DEFERRED,
+        select(
+            *(table.c[name] for name in names),
+            DagModel.relative_fileloc,
+            DagModel.bundle_name,
+            DagRun.bundle_version.label("run_bundle_version"),
         )
-        .options(joinedload(TaskInstance.dag_model), joinedload(TaskInstance.dag_run))
+        .select_from(table)
+        .outerjoin(DagModel, DagModel.dag_id == table.c.dag_id)
+        .outerjoin(DagRun, and_(DagRun.dag_id == table.c.dag_id, DagRun.run_id == table.c.run_id))
+        .where(
+            table.c.trigger_id.in_(sorted(set(trigger_ids))),
+            table.c.state == TaskInstanceState.DEFERRED,
+        )
     )
-    for task_instance in session.scalars(query).unique():
-        if task_instance.trigger_id is not None:
-            waiting[task_instance.trigger_id].append(task_instance)
+    waiting: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for row in session.execute(query).mappings():
+        waiting[row["trigger_id"]].append(dict(row))
     return waiting
+
+
+class Batch:
+    """The changes of one batch, written with a statement per kind."""
+
+    def __init__(self) -> None:
+        self.resumed: list[dict[str, Any]] = []
+        self.ended: list[dict[str, Any]] = []
+        self.callbacks: list[Any] = []
+        self.stock: list[tuple[Any, TriggerEvent]] = []  # (task instance id, event)
+
+    def resume(self, row: dict[str, Any], event: TriggerEvent) -> None:
+        """Run the stock base handler on the row; keep what it set."""
+        stand_in = DeferredRow(row)
+        handle_event_submit(event, task_instance=cast(Any, stand_in), session=cast(Any, _NoFlush()))
+        self.resumed.append({"b_id": row["id"], **{name: getattr(stand_in, name) for name in RESUME_COLUMNS}})
+
+    def end(self, row: dict[str, Any], event: BaseTaskEndEvent) -> None:
+        """What the stock BaseTaskEndEvent handler does for success or skipped without XComs."""
+        state = event.task_instance_state
+        if state == TaskInstanceState.SUCCESS:
+            if row["relative_fileloc"] is None:  # stock raises: leave it to stock
+                self.stock.append((row["id"], event))
+                return
+            self.callbacks.append(_callback_request(row, state))
+        now = timezone.utcnow()
+        start, end = row["start_date"] or now, row["end_date"] or now
+        self.ended.append(
+            {
+                "b_id": row["id"],
+                "trigger_id": None,
+                "state": state,
+                "start_date": start,
+                "end_date": end,
+                "duration": (end - start).total_seconds(),
+            }
+        )
+
+    def write(self, session: Session) -> None:
+        from airflow.callbacks.database_callback_sink import DatabaseCallbackSink
+        from airflow.models.taskinstance import TaskInstance
+
+        table = TaskInstance.__table__
+        for changes in (self.resumed, self.ended):
+            if not changes:
+                continue
+            columns = [name for name in changes[0] if name != "b_id"]
+            statement = (
+                update(table)
+                .where(table.c.id == bindparam("b_id"), table.c.state == TaskInstanceState.DEFERRED)
+                .values({name: bindparam(name) for name in columns})
+            )
+            session.execute(statement, changes)
+        if self.callbacks:
+            log.info("Sending %d task callbacks (tasks their triggers ended)", len(self.callbacks))
+            sink = DatabaseCallbackSink()
+            for request in self.callbacks:
+                sink.send(callback=request, session=session)
+        if self.stock:
+            self._write_stock(session)
+        session.flush()
+
+    def _write_stock(self, session: Session) -> None:
+        """The stock handler on the ORM task instance, flushing as stock does."""
+        from airflow.models.taskinstance import TaskInstance
+
+        ids = [ti_id for ti_id, _ in self.stock]
+        query = (
+            select(TaskInstance)
+            .where(TaskInstance.id.in_(ids), TaskInstance.state == TaskInstanceState.DEFERRED)
+            .options(joinedload(TaskInstance.dag_model), joinedload(TaskInstance.dag_run))
+        )
+        loaded = {ti.id: ti for ti in session.scalars(query).unique()}
+        for ti_id, event in self.stock:
+            if (task_instance := loaded.get(ti_id)) is not None:
+                handle_event_submit(event, task_instance=task_instance, session=session)
+
+
+def _callback_request(row: dict[str, Any], state: TaskInstanceState) -> Any:
+    from airflow.callbacks.callback_requests import TaskCallbackRequest
+
+    return TaskCallbackRequest(
+        filepath=row["relative_fileloc"],
+        ti=cast(Any, {name: row[name] for name in _callback_ti_fields()}),  # validated into its model
+        task_callback_type=state,
+        bundle_name=row["bundle_name"],
+        bundle_version=row["run_bundle_version"],
+    )
 
 
 def triggers_with_assets(trigger_ids: Iterable[int], session: Session) -> dict[int, Trigger]:
@@ -105,24 +241,23 @@ def triggers_with_assets(trigger_ids: Iterable[int], session: Session) -> dict[i
 
 
 def submit_events(events: Sequence[tuple[int, TriggerEvent]], session: Session) -> None:
-    """Do what ``Trigger.submit_event`` does for each ``(trigger_id, event)``, in order, on
-    ``session`` (not committed here)."""
+    """Do what ``Trigger.submit_event`` does for each ``(trigger_id, event)`` on ``session`` (not
+    committed here)."""
     from airflow.assets.manager import AssetManager
 
     trigger_ids = [trigger_id for trigger_id, _ in events]
-    waiting = deferred_task_instances(trigger_ids, session)
-    held = cast("Session", FlushAtEnd(session))  # a Session but for flush()
+    waiting = deferred_rows(trigger_ids, session)
+    batch = Batch()
     for trigger_id, event in events:
-        task_instances = waiting.pop(trigger_id, ())
-        if flush_can_wait(event):
-            with session.no_autoflush:  # set_state's merge() would flush
-                for task_instance in task_instances:
-                    handle_event_submit(event, task_instance=task_instance, session=held)
-        else:
-            session.flush()  # what it reads sees what the batch changed so far, as stock
-            for task_instance in task_instances:
-                handle_event_submit(event, task_instance=task_instance, session=session)
-    session.flush()
+        kind = event_kind(event)
+        for row in waiting.pop(trigger_id, ()):
+            if kind == RESUME:
+                batch.resume(row, event)
+            elif kind == END:
+                batch.end(row, event)  # type: ignore[arg-type]
+            else:
+                batch.stock.append((row["id"], event))
+    batch.write(session)
 
     triggers = triggers_with_assets(trigger_ids, session)
     for trigger_id, event in events:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+from types import SimpleNamespace
 
 import pytest
 from airflow.cli import cli_parser
@@ -14,6 +15,7 @@ from airflow_kestra_provider.bench.defer import (
     bench_dags,
     defer_dag_id,
     overhead_result,
+    started_triggers,
 )
 from airflow_kestra_provider.bench.table import defer_rows, defer_table
 
@@ -47,6 +49,21 @@ def _record(run_id: str, latency: float | None, state: str = "success") -> RunRe
     start = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
     end = None if latency is None else start + datetime.timedelta(seconds=latency)
     return RunRecord(run_id, state, start, start, end, start)
+
+
+def test_started_triggers_counts_the_trigger_logs_of_the_run_and_its_copies(tmp_path):
+    stack = SimpleNamespace(config=SimpleNamespace(home=tmp_path))
+    runs = tmp_path / "logs" / f"dag_id={MANY_DAG_ID}"
+    for run_id, name in [
+        ("kbench-many10", "attempt=1.log.trigger.7.log"),
+        ("kbench-many10-1", "attempt=1.log.trigger.7.log"),
+        ("kbench-many10-2", "attempt=1.log"),  # the task's own log: not started yet
+        ("kbench-many100-1", "attempt=1.log.trigger.7.log"),  # another measurement's copy
+    ]:
+        (runs / f"run_id={run_id}" / "task_id=wait").mkdir(parents=True)
+        (runs / f"run_id={run_id}" / "task_id=wait" / name).write_text("trigger starting\n")
+    assert started_triggers(stack, "kbench-many10") == 2  # type: ignore[arg-type]
+    assert started_triggers(stack, "kbench-many1000") == 0  # type: ignore[arg-type]
 
 
 def test_the_overhead_is_the_latency_minus_the_deferral():

@@ -35,15 +35,16 @@ TI_STAMPS = ("scheduled_dttm", "start_date", "end_date", "duration")
 
 
 def _events():
-    """(name, event) of each kind the batch handles, held flushes and plain ones alike. (An event
+    """(name, event) of each kind the batch handles, its own way and the stock way. (An event
     with XComs is left out: ``xcom_push`` writes through a session of its own, which SQLite's one
     writer at a time does not allow beside the batch's; the batch hands it to the stock handler
-    with the plain session, see ``test_which_flushes_can_wait``.)"""
+    with the plain session, see ``test_how_each_kind_of_event_is_handled``.)"""
     from airflow.triggers.base import TaskFailedEvent, TaskSkippedEvent, TaskSuccessEvent, TriggerEvent
 
     return [
         ("resume", TriggerEvent({"moment": "2025-01-01T00:00:00+00:00", "n": 1})),
         ("resume_none", TriggerEvent(None)),
+        ("unencodable", TriggerEvent(object())),  # a payload serde cannot encode: the __fail__ route
         ("success", TaskSuccessEvent()),
         ("skipped", TaskSkippedEvent()),
         ("failed", TaskFailedEvent()),
@@ -139,24 +140,25 @@ def test_a_batch_leaves_the_rows_the_stock_method_leaves(session):
     assert ours == stock
     tis, callbacks, xcoms = ours
     assert tis["resume"]["state"] == "scheduled" and tis["resume"]["trigger_id"] is None
+    assert tis["unencodable"]["next_method"] == "__fail__"
     assert tis["success"]["state"] == "success" and tis["skipped"]["state"] == "skipped"
     assert tis["failed"]["state"] == "failed"
     assert [run for run, _, _ in callbacks] == ["failed", "success"]
     assert xcoms == []
 
 
-def test_which_flushes_can_wait():
+def test_how_each_kind_of_event_is_handled():
     from airflow.triggers.base import TaskFailedEvent, TaskSkippedEvent, TaskSuccessEvent, TriggerEvent
 
-    from airflow_kestra_provider.triggerer.events import flush_can_wait
+    from airflow_kestra_provider.triggerer.events import END, RESUME, STOCK, event_kind
 
     class OwnEvent(TriggerEvent):
         pass
 
-    assert flush_can_wait(TriggerEvent(1)) and flush_can_wait(OwnEvent(1))
-    assert flush_can_wait(TaskSuccessEvent()) and flush_can_wait(TaskSkippedEvent())
-    assert not flush_can_wait(TaskFailedEvent())  # may be retried: history rows, a new id
-    assert not flush_can_wait(TaskSuccessEvent(xcoms={"answer": 42}))
+    assert event_kind(TriggerEvent(1)) == event_kind(OwnEvent(1)) == RESUME
+    assert event_kind(TaskSuccessEvent()) == event_kind(TaskSkippedEvent()) == END
+    assert event_kind(TaskFailedEvent()) == STOCK  # may be retried: history rows, a new id
+    assert event_kind(TaskSuccessEvent(xcoms={"answer": 42})) == STOCK
 
 
 def test_a_second_event_of_one_trigger_finds_its_task_already_handled(session):
