@@ -131,8 +131,11 @@ def deferred_rows(trigger_ids: Iterable[int], session: Session) -> dict[int, lis
         )
     )
     waiting: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for row in session.execute(query).mappings():
-        waiting[row["trigger_id"]].append(dict(row))
+    result = session.execute(query)
+    keys = tuple(result.keys())  # once: a RowMapping builds its keys for every dict() of a row
+    for values in result:
+        row = dict(zip(keys, values, strict=True))
+        waiting[row["trigger_id"]].append(row)
     return waiting
 
 

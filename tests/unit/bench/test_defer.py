@@ -80,6 +80,7 @@ def _many(count, cpu, lag):
     return {
         "count": count,
         "taken_seconds": 0.5,
+        "started_seconds": 2.5,
         "idle_cpu_per_second": {"triggerer": cpu, "triggerer_loop": cpu / 2, "postgres": 0.05},
         "fire_cpu_per_second": {"triggerer": cpu * 4},
         "resume_lag": {"p50": lag, "p99": lag * 2, "max": lag * 3},
@@ -106,7 +107,7 @@ def test_the_table_puts_stock_first_in_the_ratios_and_lists_the_deferred_rows():
     text = defer_table(results)
     assert "| stock/kestra |  | 10.00x | 10.00x | 10.00x |" in text
     assert (
-        "| kestra | 1,000 | 500 ms | 10 ms/s | 20 ms/s | 50 ms/s | 600 ms | 1.20 s | 1.80 s | 80 ms/s |"
+        "| kestra | 1,000 | 500 ms | 2.50 s | 10 ms/s | 20 ms/s | 50 ms/s | 600 ms | 1.20 s | 1.80 s | 80 ms/s |"
         in text
     )
     rows = defer_rows(results)
