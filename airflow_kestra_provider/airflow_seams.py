@@ -790,7 +790,7 @@ SEAMS: tuple[Seam, ...] = (
         "airflow.jobs.triggerer_job_runner.TriggerRunnerSupervisor.handle_events",
         "reimplemented",
         (TRIGGERER_SUPERVISOR,),
-        "Stock: pops each event, Trigger.submit_event in a transaction of its own, then records its persist_seq and counts triggers.succeeded. Ours does the same for up to 500 events in one transaction, and leaves a failed batch (and a single event) to the stock method.",
+        "Stock: pops each event, Trigger.submit_event in a transaction of its own, then records its persist_seq and counts triggers.succeeded. Ours hands every event on with submit_events (triggerer/events.py), up to 500 in one transaction, then does the same bookkeeping, and leaves a failed batch to the stock method.",
         params=("self",),
         fingerprint="c7dd35dcb793107d9c730dca66d8ed88498c48693d59488486017d4f9442cf91",
     ),

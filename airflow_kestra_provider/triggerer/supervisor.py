@@ -135,7 +135,7 @@ class KestraTriggerRunnerSupervisor(TriggerRunnerSupervisor):
 
     def handle_events(self) -> None:
         """Hand fired events on, up to :data:`EVENT_BATCH` per transaction."""
-        while len(self.events) > 1:
+        while self.events:
             batch = [self.events.popleft() for _ in range(min(EVENT_BATCH, len(self.events)))]
             try:
                 with create_session() as session:

@@ -170,3 +170,49 @@ def test_the_listen_connection_joins_and_leaves_the_selector():
         left.close()
         right.close()
         sup.selector.close()
+
+
+def _with_events(count: int) -> KestraTriggerRunnerSupervisor:
+    from airflow.jobs.triggerer_job_runner import TriggerEventEntry
+    from airflow.triggers.base import TriggerEvent
+
+    sup = KestraTriggerRunnerSupervisor.__new__(KestraTriggerRunnerSupervisor)
+    sup.events = deque(
+        TriggerEventEntry(trigger_id=n, event=TriggerEvent(n), persist_seq=n if n % 2 else None)
+        for n in range(count)
+    )
+    sup.persisted_event_seqs = deque()
+    sup.team_name = None
+    return sup
+
+
+def test_every_event_goes_through_the_batch_in_transactions_of_at_most_event_batch(monkeypatch, session):
+    from airflow_kestra_provider.triggerer import supervisor as module
+
+    batches: list[list[int]] = []
+    monkeypatch.setattr(module, "EVENT_BATCH", 2)
+    monkeypatch.setattr(module, "submit_events", lambda events, s: batches.append([t for t, _ in events]))
+    sup = _with_events(5)
+    sup.handle_events()
+    assert batches == [[0, 1], [2, 3], [4]]
+    assert not sup.events
+    assert list(sup.persisted_event_seqs) == [1, 3]  # confirmed once handed on, as stock
+
+
+def test_a_failed_batch_is_handed_on_one_at_a_time_by_the_stock_method(monkeypatch, session):
+    from airflow_kestra_provider.triggerer import supervisor as module
+
+    def fail(events: Any, s: Any) -> None:
+        raise RuntimeError("lost the database")
+
+    stock: list[int] = []
+    monkeypatch.setattr(module, "submit_events", fail)
+    monkeypatch.setattr(
+        KestraTriggerRunnerSupervisor,
+        "on_trigger_event",
+        lambda self, trigger_id, event: stock.append(trigger_id),
+    )
+    sup = _with_events(3)
+    sup.handle_events()
+    assert stock == [0, 1, 2] and not sup.events
+    assert list(sup.persisted_event_seqs) == [1]
