@@ -44,6 +44,7 @@ from airflow_kestra_provider.bench.compare import (
     write_report,
 )
 from airflow_kestra_provider.bench.cpu import OWN_SUFFIX, CpuProbe, find_components, postgres_postmaster
+from airflow_kestra_provider.bench.plot import defer_plot
 from airflow_kestra_provider.bench.progress import ProgressBar
 from airflow_kestra_provider.bench.stats import summarize
 from airflow_kestra_provider.bench.table import defer_table
@@ -154,7 +155,11 @@ def defer(
         "results": results,
     }
     if out is not None:
-        write_report(out, "defer", report, f"# bench defer: {dag_id}\n\n" + defer_table(results))
+        markdown = f"# bench defer: {dag_id}\n\n" + defer_table(results)
+        if counts:
+            defer_plot(results, out / "defer.png")
+            markdown += "\n![the triggerer with many tasks deferred at once](defer.png)\n"
+        write_report(out, "defer", report, markdown)
     return report
 
 

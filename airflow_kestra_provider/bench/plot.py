@@ -114,3 +114,83 @@ def latency_tick_label(value: float, low: float, high: float) -> str:
     if round(mantissa) in (2, 3, 5) and math.isclose(mantissa, round(mantissa), rel_tol=1e-6):
         return f"{value:g}"
     return ""
+
+
+def defer_plot(results: Sequence[dict[str, Any]], path: Path) -> Path:
+    """Write ``path``: the ``bench defer`` many-deferred figures of each stack against the number
+    of tasks deferred at once."""
+    fig = defer_figure(results)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI)
+    return path
+
+
+def defer_figure(results: Sequence[dict[str, Any]]) -> Figure:
+    """Two panels, log-log, one colour per stack: the triggerer loop's CPU per second while the
+    tasks wait, and the resume lag once they fire (p50 solid, p99 dashed). A count a stack has no
+    figure for (it timed out) is left out of its line."""
+    try:
+        import matplotlib
+        import matplotlib.ticker
+    except ModuleNotFoundError as err:
+        if err.name != "matplotlib":
+            raise
+        raise _matplotlib_missing() from None
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(WIDTH_IN * 1.5, HEIGHT_IN), dpi=DPI)
+    cpu_ax, lag_ax = fig.subplots(1, 2)
+    counts: set[int] = set()
+    for index, result in enumerate(results):
+        colour = COLOURS.get(result["stack"], f"C{index + 3}")
+        measured = [m for m in result.get("many", []) if "error" not in m]
+        cpu = [
+            (m["count"], 1000 * m["idle_cpu_per_second"]["triggerer_loop"])
+            for m in measured
+            if m.get("idle_cpu_per_second", {}).get("triggerer_loop")
+        ]
+        lags = [
+            (m["count"], m["resume_lag"]["p50"], m["resume_lag"]["p99"])
+            for m in measured
+            if m.get("resume_lag")
+        ]
+        if cpu:
+            cpu_ax.plot([c for c, _ in cpu], [v for _, v in cpu], "-o", color=colour, label=result["stack"])
+        if lags:
+            lag_ax.plot(
+                [c for c, _, _ in lags],
+                [p for _, p, _ in lags],
+                "-o",
+                color=colour,
+                label=f"{result['stack']} p50",
+            )
+            lag_ax.plot(
+                [c for c, _, _ in lags],
+                [p for _, _, p in lags],
+                "--s",
+                color=colour,
+                label=f"{result['stack']} p99",
+            )
+        counts.update(m["count"] for m in measured)
+    for ax, ylabel, title in (
+        (cpu_ax, "triggerer loop CPU while waiting (ms per s)", "Triggerer loop while tasks wait"),
+        (lag_ax, "resume lag: task end - trigger due (s)", "Resume lag once they fire"),
+    ):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        label = matplotlib.ticker.FuncFormatter(lambda v, _, ax=ax: latency_tick_label(v, *ax.get_ylim()))
+        ax.yaxis.set_major_formatter(label)
+        ax.yaxis.set_minor_formatter(label)
+        if counts:
+            ax.set_xticks(sorted(counts))
+            ax.set_xticklabels([f"{c:,}" for c in sorted(counts)])
+        ax.set_xlabel("tasks deferred at once")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+        if ax.get_lines():
+            ax.legend()
+    fig.tight_layout()
+    return fig

@@ -223,6 +223,7 @@ MAX_DEFERRED = 100_000
 @_one_line_errors
 def bench_defer(args: argparse.Namespace) -> None:
     from airflow_kestra_provider.bench.defer import defer
+    from airflow_kestra_provider.bench.plot import require_matplotlib
     from airflow_kestra_provider.bench.table import defer_rows
     from airflow_kestra_provider.cli.standalone_command import example_dags_folder
 
@@ -235,6 +236,8 @@ def bench_defer(args: argparse.Namespace) -> None:
     )
     plan = _plan(args, example_dags_folder)
     out = Path(args.out) if args.out else None
+    if out is not None and counts:
+        require_matplotlib()  # for defer.png, before the stacks run
     report = defer(
         plan, args.defer, args.runs, counts, _positive("--run-timeout", args.run_timeout), out, _log
     )

@@ -184,3 +184,25 @@ def test_latency_plot_png(tmp_path):
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = struct.unpack(">II", data[16:24])
     assert (width, height) == (int(WIDTH_IN * DPI), int(HEIGHT_IN * DPI))
+
+
+def test_defer_plot_png_leaves_out_what_timed_out(tmp_path):
+    from airflow_kestra_provider.bench.plot import defer_figure, defer_plot
+
+    def many(count, loop, p50):
+        return {
+            "count": count,
+            "idle_cpu_per_second": {"triggerer_loop": loop},
+            "resume_lag": {"p50": p50, "p99": p50 * 2},
+        }
+
+    results = [
+        {"stack": "stock", "many": [many(100, 0.008, 1.9), {"count": 10000, "error": "not started"}]},
+        {"stack": "kestra", "many": [many(100, 0.002, 0.5), many(10000, 0.011, 9.8)]},
+    ]
+    cpu_ax, lag_ax = defer_figure(results).axes
+    assert [list(line.get_xdata()) for line in cpu_ax.get_lines()] == [[100], [100, 10000]]
+    assert list(cpu_ax.get_lines()[1].get_ydata()) == [2.0, 11.0]  # ms per s
+    assert len(lag_ax.get_lines()) == 4  # p50 and p99 per stack
+    data = defer_plot(results, tmp_path / "defer.png").read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
