@@ -59,8 +59,9 @@ MANY_DAG_ID = "kestra_bench_deferred_many"
 QUIET_END_BEFORE_FIRE = 125.0  # seconds: the window ends this long before fire_at
 WINDOW_SECONDS = 45.0  # the longest window
 LEAD_SECONDS = QUIET_END_BEFORE_FIRE + WINDOW_SECONDS + 15.0  # from the copies' commit to fire_at, plus ...
-# ... this per trigger: time for the triggerer to load and start them all (the stock triggerer
-# took 33 s to own 10,000 and 170 s more to start them on 2 cores)
+# ... this per trigger: time for the triggerer to load and start them all. (On 2 cores the stock
+# triggerer owned 10,000 within 35 s but took minutes more to start them all; its row then
+# reports that instead of a window.)
 LEAD_PER_TRIGGER = 0.025
 IDLE_SETTLE = 3.0  # seconds after the last trigger started before the window starts
 MIN_WINDOW = 10.0  # seconds; a shorter one is reported as a timeout
