@@ -35,20 +35,8 @@ def require_matplotlib() -> None:
         raise _matplotlib_missing()
 
 
-def latency_plot(
-    series: Mapping[str, Sequence[dict[str, Any]]], path: Path, title: str = "Latency against rate"
-) -> Path:
-    """Write ``path``; ``series`` maps a stack name to its per-rate result dicts."""
-    fig = latency_figure(series, title)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
-    return path
-
-
-def latency_figure(
-    series: Mapping[str, Sequence[dict[str, Any]]], title: str = "Latency against rate"
-) -> Figure:
-    """The figure: for each stack (in ``series`` order) a p50 line and a p99 line in its colour."""
+def _matplotlib() -> Any:
+    """matplotlib (and its ticker) on the Agg backend, or the one-line error naming the extra."""
     try:
         import matplotlib
         import matplotlib.ticker
@@ -56,8 +44,28 @@ def latency_figure(
         if err.name != "matplotlib":
             raise
         raise _matplotlib_missing() from None
-
     matplotlib.use("Agg")
+    return matplotlib
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI)
+    return path
+
+
+def latency_plot(
+    series: Mapping[str, Sequence[dict[str, Any]]], path: Path, title: str = "Latency against rate"
+) -> Path:
+    """Write ``path``; ``series`` maps a stack name to its per-rate result dicts."""
+    return _save(latency_figure(series, title), path)
+
+
+def latency_figure(
+    series: Mapping[str, Sequence[dict[str, Any]]], title: str = "Latency against rate"
+) -> Figure:
+    """The figure: for each stack (in ``series`` order) a p50 line and a p99 line in its colour."""
+    matplotlib = _matplotlib()
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(WIDTH_IN, HEIGHT_IN), dpi=DPI)
@@ -119,25 +127,14 @@ def latency_tick_label(value: float, low: float, high: float) -> str:
 def defer_plot(results: Sequence[dict[str, Any]], path: Path) -> Path:
     """Write ``path``: the ``bench defer`` many-deferred figures of each stack against the number
     of tasks deferred at once."""
-    fig = defer_figure(results)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
-    return path
+    return _save(defer_figure(results), path)
 
 
 def defer_figure(results: Sequence[dict[str, Any]]) -> Figure:
     """Two panels, log-log, one colour per stack: the triggerer loop's CPU per second while the
     tasks wait, and the resume lag once they fire (p50 solid, p99 dashed). A count a stack has no
     figure for (it timed out) is left out of its line."""
-    try:
-        import matplotlib
-        import matplotlib.ticker
-    except ModuleNotFoundError as err:
-        if err.name != "matplotlib":
-            raise
-        raise _matplotlib_missing() from None
-
-    matplotlib.use("Agg")
+    matplotlib = _matplotlib()
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(WIDTH_IN * 1.5, HEIGHT_IN), dpi=DPI)
@@ -158,21 +155,10 @@ def defer_figure(results: Sequence[dict[str, Any]]) -> Figure:
         ]
         if cpu:
             cpu_ax.plot([c for c, _ in cpu], [v for _, v in cpu], "-o", color=colour, label=result["stack"])
-        if lags:
-            lag_ax.plot(
-                [c for c, _, _ in lags],
-                [p for _, p, _ in lags],
-                "-o",
-                color=colour,
-                label=f"{result['stack']} p50",
-            )
-            lag_ax.plot(
-                [c for c, _, _ in lags],
-                [p for _, _, p in lags],
-                "--s",
-                color=colour,
-                label=f"{result['stack']} p99",
-            )
+        for quantile, column, style in (("p50", 1, "-o"), ("p99", 2, "--s")):
+            if lags:
+                xs, ys = [lag[0] for lag in lags], [lag[column] for lag in lags]
+                lag_ax.plot(xs, ys, style, color=colour, label=f"{result['stack']} {quantile}")
         counts.update(m["count"] for m in measured)
     for ax, ylabel, title in (
         (cpu_ax, "triggerer loop CPU while waiting (ms per s)", "Triggerer loop while tasks wait"),
