@@ -243,10 +243,7 @@ def preload() -> list[str]:
             getattr(airflow.sdk, name)
         except (ImportError, AttributeError):
             missing.append(f"airflow.sdk.{name}")
-    with contextlib.suppress(Exception):
-        from airflow.sdk.api import client
-
-        client.Client._get_ssl_context_cached(client.API_SSL_CA_FILE_PATH, client.API_SSL_CERT_PATH)
+    _build_ssl_contexts()
     # The task runner's listener manager (cached per process) loads every plugin the first time
     # a task asks for it: 0.3 s to seconds per task on 2 busy cores when each task did it.
     with contextlib.suppress(Exception):
@@ -259,6 +256,19 @@ def preload() -> list[str]:
     if missing:
         log.debug("runner preload: not available: %s", ", ".join(missing))
     return missing
+
+
+def _build_ssl_contexts() -> None:
+    """Build the Execution API client's SSL context (certifi's bundle: ~0.1 s of CPU) once, for
+    both client classes a runner uses: the cache is per class, so warming ``Client``'s alone left
+    every runner paying for :class:`RetryWindowClient`'s on its first task."""
+    with contextlib.suppress(Exception):
+        from airflow.sdk.api import client
+
+        from airflow_kestra_provider.worker.api_client import RetryWindowClient
+
+        for cls in (client.Client, RetryWindowClient):
+            cls._get_ssl_context_cached(client.API_SSL_CA_FILE_PATH, client.API_SSL_CERT_PATH)
 
 
 @dataclass

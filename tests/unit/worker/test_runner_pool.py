@@ -7,6 +7,8 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from airflow_kestra_provider.worker.runner_pool import Job, RunnerPool, scrub_environment
 
 
@@ -242,6 +244,40 @@ def test_preload_leaves_a_forked_task_nothing_to_import_for_a_taskflow_dag():
     assert any(m.startswith("airflow.providers.standard") for m in cold)
     warm = _imported_by_dag_parse("preload")
     assert not [m for m in warm if m.startswith(("airflow", "pydantic", "packaging", "jinja2"))], warm
+
+
+SSL_CONTEXTS_AFTER_PRELOAD = """
+import ssl, sys
+from airflow_kestra_provider.worker.runner_pool import preload
+if sys.argv[1] == "preload":
+    preload()
+built = []
+real = ssl.create_default_context
+ssl.create_default_context = lambda *a, **k: built.append(1) or real(*a, **k)
+from airflow.sdk.api.client import Client
+from airflow_kestra_provider.worker.api_client import RetryWindowClient
+for _ in range(2):  # like a runner's first two tasks
+    Client(base_url="http://127.0.0.1:1", token="t").close()
+    RetryWindowClient(retry_window=5.0, base_url="http://127.0.0.1:1", token="t").close()
+print(len(built))
+"""
+
+
+@pytest.mark.parametrize(("mode", "built"), [("cold", 2), ("preload", 0)])
+def test_preload_builds_the_ssl_context_of_both_client_classes(mode, built):
+    """A runner's tasks use ``RetryWindowClient``, whose cached SSL context is its own (the cache
+    is per class): after the preload neither class builds one, cold each builds it once."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", SSL_CONTEXTS_AFTER_PRELOAD, mode],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    assert out.split()[-1] == str(built)
 
 
 class SecretHunt:
