@@ -155,12 +155,27 @@ def write_ceiling(report: Mapping[str, Any], out: Path) -> None:
     )
 
 
+# Parts of a component tree that runs tasks, shown below it: its root process, the task
+# processes its descendants forked and reaped, and its other processes (executor workers, runners).
+ROOT_PART, TASKS_PART, OTHER_PART = ": root process", ": task processes", ": other processes"
+
+
 def _cpu_components(result: Mapping[str, Any]) -> dict[str, float | None]:
+    """CPU-s per run by component (trees of the same kind added up), each tree that reaped
+    processes (task processes) followed by its three parts, and the total."""
     cpu = result["cpu_step"].get("cpu") or {}
     found: dict[str, float | None] = {}
+
+    def add(name: str, value: float | None) -> None:
+        found[name] = (found.get(name) or 0.0) + (value or 0.0)
+
     for row in cpu.get("components", []):
         name = "kestra-worker" if row["component"].startswith("kestra-worker") else row["component"]
-        found[name] = (found.get(name) or 0.0) + (row["per_run"] or 0.0)
+        add(name, row["per_run"])
+        if row.get("reaped_per_run") and row.get("own_per_run") is not None:
+            add(name + ROOT_PART, row["own_per_run"])
+            add(name + TASKS_PART, row["reaped_per_run"])
+            add(name + OTHER_PART, (row["per_run"] or 0.0) - row["own_per_run"] - row["reaped_per_run"])
     found["total"] = (cpu.get("total") or {}).get("per_run")
     return found
 
@@ -226,9 +241,9 @@ def ceiling_markdown(report: Mapping[str, Any]) -> str:
         for name in [*names, "total"]
     ]
     parts.append(
-        f"\nCPU per run by component at {report['cpu_rate']:g} runs/s (process trees; the scheduler's "
-        "includes its embedded worker, runners and task processes):\n\n"
-        + markdown(("component", *per_stack), cpu_rows)
+        f"\nCPU per run by component at {report['cpu_rate']:g} runs/s (process trees; a tree that ran "
+        "tasks is followed by its parts: its root process, the task processes that ended, and its other "
+        "processes, such as executor workers or runners):\n\n" + markdown(("component", *per_stack), cpu_rows)
     )
     ladder_rows = []
     for r in results:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 POSTGRES = "postgres"
 OWN_SUFFIX = ":own"
+REAPED_SUFFIX = ":reaped"
 # Component name by the first words after ``airflow`` on a command line.
 _COMPONENT_COMMANDS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("kestra", "scheduler"), "scheduler"),
@@ -71,18 +72,22 @@ class CpuTimes:
 
     ``own_seconds`` is the root process alone (its threads, without any child): for the
     scheduler that is the scheduler loop and the embedded worker, the rest being the runner
-    pool, the task supervisors and the tasks.
+    pool, the task supervisors and the tasks. ``reaped_seconds`` is what the root's descendants
+    have reaped: for the scheduler, the task processes that ended (a runner or a LocalExecutor
+    worker forks each task and waits for it).
     """
 
     seconds: float
     processes: int
     own_seconds: float = 0.0
+    reaped_seconds: float = 0.0
 
 
 def tree_seconds(root: psutil.Process) -> CpuTimes:
     """User + system seconds of ``root`` and every live descendant, with their reaped children."""
     total = 0.0
     own = 0.0
+    reaped = 0.0
     count = 0
     with contextlib.suppress(psutil.NoSuchProcess):
         members = [root, *root.children(recursive=True)]
@@ -93,7 +98,9 @@ def tree_seconds(root: psutil.Process) -> CpuTimes:
                 count += 1
                 if proc is root:
                     own = t.user + t.system
-    return CpuTimes(total, count, own)
+                else:
+                    reaped += t.children_user + t.children_system
+    return CpuTimes(total, count, own, reaped)
 
 
 def find_components(
@@ -199,12 +206,14 @@ class CpuProbe:
                 self.roots[name] = psutil.Process(pid)
 
     def sample(self) -> dict[str, float]:
-        """``name`` -> CPU seconds of the tree, and ``name:own`` -> of its root process alone."""
+        """``name`` -> CPU seconds of the tree, ``name:own`` -> of its root process alone and
+        ``name:reaped`` -> of the processes its descendants reaped."""
         sample: dict[str, float] = {}
         for name, proc in self.roots.items():
             times = tree_seconds(proc)
             sample[name] = times.seconds
             sample[f"{name}{OWN_SUFFIX}"] = times.own_seconds
+            sample[f"{name}{REAPED_SUFFIX}"] = times.reaped_seconds
         return sample
 
 
@@ -215,7 +224,8 @@ def cpu_per_run(
 
     Components missing from either sample are left out. ``runs`` < 1 gives no per-run figures.
     A ``NAME:own`` entry (the root process alone) becomes ``own_seconds`` / ``own_per_run`` of
-    component NAME and is not added to the total.
+    component NAME, a ``NAME:reaped`` entry (processes its descendants reaped)
+    ``reaped_seconds`` / ``reaped_per_run``; neither is added to the total.
     """
     if wall_seconds <= 0:
         raise ValueError(f"wall_seconds must be > 0, got {wall_seconds}")
@@ -228,7 +238,7 @@ def cpu_per_run(
     rows = []
     for name in before:
         seconds = used(name)
-        if name.endswith(OWN_SUFFIX) or seconds is None:
+        if name.endswith((OWN_SUFFIX, REAPED_SUFFIX)) or seconds is None:
             continue
         row: dict[str, Any] = {
             "component": name,
@@ -236,10 +246,11 @@ def cpu_per_run(
             "per_run": seconds / runs if runs > 0 else None,
             "cores": seconds / wall_seconds,
         }
-        own = used(f"{name}{OWN_SUFFIX}")
-        if own is not None:
-            row["own_seconds"] = own
-            row["own_per_run"] = own / runs if runs > 0 else None
+        for suffix, key in ((OWN_SUFFIX, "own"), (REAPED_SUFFIX, "reaped")):
+            part = used(f"{name}{suffix}")
+            if part is not None:
+                row[f"{key}_seconds"] = part
+                row[f"{key}_per_run"] = part / runs if runs > 0 else None
         rows.append(row)
     rows.sort(key=lambda r: r["cpu_seconds"], reverse=True)
     total = sum(r["cpu_seconds"] for r in rows)
@@ -261,7 +272,8 @@ def cpu_table(report: Mapping[str, Any]) -> str:
     """A plain-text table of one :func:`cpu_per_run` report."""
     lines = [
         f"CPU over {report['wall_seconds']:.1f} s and {report['runs']} runs:",
-        f"{'component':<16} {'CPU-s':>9} {'CPU-s/run':>10} {'cores':>6} {'share':>6} {'root-only/run':>14}",
+        f"{'component':<16} {'CPU-s':>9} {'CPU-s/run':>10} {'cores':>6} {'share':>6} {'root-only/run':>14}"
+        f" {'reaped/run':>11}",
     ]
 
     def num(value: float | None) -> str:
@@ -271,9 +283,10 @@ def cpu_table(report: Mapping[str, Any]) -> str:
         share = row.get("share")
         share_txt = "" if share is None else f"{share:.0%}"
         own = num(row["own_per_run"]) if "own_per_run" in row else ""
+        reaped = num(row["reaped_per_run"]) if "reaped_per_run" in row else ""
         return (
             f"{name:<16} {row['cpu_seconds']:>9.2f} {num(row['per_run']):>10} {row['cores']:>6.2f} "
-            f"{share_txt:>6} {own:>14}"
+            f"{share_txt:>6} {own:>14} {reaped:>11}"
         )
 
     for row in report["components"]:

@@ -63,3 +63,24 @@ def test_the_markdown_has_the_ceiling_and_cpu_per_component_side_by_side():
     ladder = text.split("Ladder:")[1].strip().splitlines()
     assert ladder[0] == "| stack | rate | finished | throughput | p50 | kept up | kept up fast (p50 < 1 s) |"
     assert {line.count("|") for line in ladder} == {8}  # a header for every column
+
+
+def test_a_tree_that_ran_tasks_is_split_into_root_tasks_and_other_processes():
+    row = {"component": "scheduler", "per_run": 0.2, "own_per_run": 0.05, "reaped_per_run": 0.09}
+    cpu = {
+        "cpu": {"components": [row, {"component": "postgres", "per_run": 0.05}], "total": {"per_run": 0.25}}
+    }
+    report = {
+        "dag_id": "kestra_bench_noop", "duration": 30, "warmup": 10, "cpu_rate": 5,
+        "keep_up": {"share_of_rate": 0.9, "p50_below_seconds": 10.0, "fast_p50_below_seconds": 1.0},
+        "started_at": "2026-12-02T00:00:00Z", "machine": {"cpus": 2, "memory_gib": 24},
+        "results": [{"stack": "kestra", "ceiling": None, "fast_ceiling": None, "cpu_step": cpu, "steps": []}],
+    }  # fmt: skip
+    lines = ceiling_markdown(report).splitlines()
+    at = lines.index("| scheduler | 200 ms |")
+    assert lines[at + 1 : at + 4] == [
+        "| scheduler: root process | 50 ms |",
+        "| scheduler: task processes | 90 ms |",
+        "| scheduler: other processes | 60 ms |",
+    ]
+    assert "| postgres: root process" not in "\n".join(lines)  # nothing reaped: no parts

@@ -83,13 +83,36 @@ def test_tree_seconds_counts_children_that_already_ended():
         parent.wait()
 
 
+def test_tree_seconds_keeps_what_descendants_reaped_apart():
+    """Like a runner under the scheduler: a child forks a task process and reaps it; its CPU is
+    the tree's ``reaped_seconds`` (the root's own reaped children are not)."""
+    burn = "import time\nt=time.process_time()\nwhile time.process_time()-t<0.3: pass\n"
+    runner = f"import subprocess, sys, time\nsubprocess.run([sys.executable, '-c', {burn!r}], check=True)\n"
+    runner += "print('reaped', flush=True)\ntime.sleep(30)\n"
+    root_code = f"import subprocess, sys\nsubprocess.run([sys.executable, '-c', {runner!r}])\n"
+    root = subprocess.Popen([sys.executable, "-c", root_code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert root.stdout is not None
+        assert root.stdout.readline().strip() == "reaped"
+        times = tree_seconds(psutil.Process(root.pid))
+        assert times.processes == 2
+        assert times.reaped_seconds >= 0.3
+        assert times.own_seconds + times.reaped_seconds <= times.seconds
+    finally:
+        for child in psutil.Process(root.pid).children(recursive=True):
+            child.kill()
+        root.kill()
+        root.wait()
+
+
 def test_root_only_figures_ride_along_without_entering_the_total():
-    before = {"scheduler": 1.0, "scheduler:own": 0.5, "postgres": 0.0}
-    after = {"scheduler": 11.0, "scheduler:own": 4.5, "postgres": 2.0}
+    before = {"scheduler": 1.0, "scheduler:own": 0.5, "scheduler:reaped": 0.2, "postgres": 0.0}
+    after = {"scheduler": 11.0, "scheduler:own": 4.5, "scheduler:reaped": 3.2, "postgres": 2.0}
     report = cpu_per_run(before, after, runs=100, wall_seconds=10.0)
     rows = {r["component"]: r for r in report["components"]}
     assert set(rows) == {"scheduler", "postgres"}
     assert rows["scheduler"]["own_seconds"] == pytest.approx(4.0)
     assert rows["scheduler"]["own_per_run"] == pytest.approx(0.04)
+    assert rows["scheduler"]["reaped_per_run"] == pytest.approx(0.03)
     assert "own_seconds" not in rows["postgres"]
     assert report["total"]["cpu_seconds"] == pytest.approx(12.0)
