@@ -215,6 +215,10 @@ PRELOAD_MODULES = (
     "airflow.providers.standard.operators.empty",
     "airflow.providers.standard.operators.bash",
     "jinja2.ext",
+    # what every task process still imported after its fork: the bundle class the task runner's
+    # bundle manager loads, and the version the task runner reports
+    "airflow.dag_processing.bundles.local",
+    "airflow.version",
     "airflow_kestra_provider.worker.api_client",
 )
 
