@@ -34,6 +34,7 @@ compares the rows with those of ``Trigger.submit_event`` for every kind.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -97,8 +98,10 @@ def event_kind(event: TriggerEvent) -> str:
     return STOCK
 
 
+@functools.cache
 def _callback_ti_fields() -> tuple[str, ...]:
-    """The task instance fields of a callback request (Airflow's ``TaskInstance`` data model)."""
+    """The task instance fields of a callback request (Airflow's ``TaskInstance`` data model),
+    read once per process (a row's request and every batch's select use them)."""
     from airflow.callbacks.callback_requests import TaskCallbackRequest
 
     return tuple(TaskCallbackRequest.model_fields["ti"].annotation.model_fields)  # type: ignore[union-attr]
