@@ -128,7 +128,8 @@ OPTIONS: tuple[Option, ...] = (
         "min_poll_interval",
         "float",
         "0.025",
-        "Seconds an idle poller sleeps right after the queue went empty (Kestra's minimum).",
+        "Seconds an idle poller (a worker, the scheduler) sleeps right after the queue went empty "
+        "when it is not listening for NOTIFY (Kestra's minimum).",
         "0.05",
         0.001,
         60,
@@ -137,8 +138,9 @@ OPTIONS: tuple[Option, ...] = (
         "max_poll_interval",
         "float",
         "0.5",
-        "Seconds an idle poller sleeps once idle longer than ``poll_switch_interval``, and after "
-        "a database error.",
+        "Seconds an idle poller sleeps once idle longer than ``poll_switch_interval``, after every "
+        "empty poll while LISTEN is in effect (notifications wake it sooner), and after a database "
+        "error.",
         "1.0",
         0.001,
         600,

@@ -32,8 +32,11 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from airflow_kestra_provider.models.tables import LIVE_WORKER_STATES
+from airflow_kestra_provider.scheduler.notify import CHANNEL as SCHEDULER_CHANNEL
 
 NOTIFY_CHANNEL = "kestra_task_queued"
+# The payload on the schedulers' wake-up channel when a worker recorded results.
+SCHEDULER_PAYLOAD = "kestra_workload:finished"
 ENDED_RESULTS = frozenset({"success", "failed"})
 # SQL list of the states of a worker that is still there (heartbeats, may be reaped)
 _LIVE = "(" + ", ".join(f"'{state}'" for state in LIVE_WORKER_STATES) + ")"
@@ -93,14 +96,20 @@ _CLAIM_SQL = text(
 )
 
 # Only the worker that owns a claim records its result.
+# The same statement wakes the schedulers (their LISTEN channel) when it finished any row: their
+# executors take the results at once instead of at their next idle poll.
 _FINISH_SQL = text(
-    """
-    UPDATE kestra_workload AS w
-    SET result = r.result, exit_code = r.exit_code, detail = r.detail, finished_at = now()
-    FROM unnest(CAST(:ids AS uuid[]), CAST(:results AS varchar[]), CAST(:exit_codes AS integer[]),
-                CAST(:details AS text[]))
-         AS r(id, result, exit_code, detail)
-    WHERE w.id = r.id AND w.worker_id = :worker_id AND w.finished_at IS NULL
+    f"""
+    WITH finished AS (
+        UPDATE kestra_workload AS w
+        SET result = r.result, exit_code = r.exit_code, detail = r.detail, finished_at = now()
+        FROM unnest(CAST(:ids AS uuid[]), CAST(:results AS varchar[]), CAST(:exit_codes AS integer[]),
+                    CAST(:details AS text[]))
+             AS r(id, result, exit_code, detail)
+        WHERE w.id = r.id AND w.worker_id = :worker_id AND w.finished_at IS NULL
+        RETURNING 1
+    )
+    SELECT pg_notify('{SCHEDULER_CHANNEL}', '{SCHEDULER_PAYLOAD}') WHERE EXISTS (SELECT 1 FROM finished)
     """
 )
 

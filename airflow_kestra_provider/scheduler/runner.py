@@ -8,7 +8,9 @@ and overrides only small methods:
   never treats a loop that did work as idle (it then skips its idle sleep).
 * ``_scheduler_idle_sleep_time`` (a property): read by the stock loop only right before its
   idle sleep; it waits the step-wise back-off interval (:mod:`airflow_kestra_provider.worker.backoff`, shared with the workers), cut short by a
-  PostgreSQL NOTIFY (:mod:`.notify`), and returns 0 so the stock sleep is a no-op.
+  PostgreSQL NOTIFY (:mod:`.notify`), and returns 0 so the stock sleep is a no-op. While the
+  wake-up triggers are in place and LISTEN is up, the wait is ``max_poll_interval`` at once
+  (every change a loop acts on notifies; polling sooner only repeats the loop's queries).
 * ``_process_executor_events``: counts the events taken from the buffer (the stock method
   returns the buffer's size after popping, so completions never counted as work).
 * ``_get_current_dag`` and ``scheduler_dag_bag``: every DAG lookup (run creation, asset
@@ -141,6 +143,7 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         self._gc_threshold = settings.scheduler_gc_threshold()
         self._listen_notify = settings.listen_notify()
         self._waker: notify.NotifyWaker | None = None
+        self._triggers_in_place = False  # the wake-up triggers exist: see _idle_wait
         self._batch = Batch()  # replaced by _begin_batch
         self._asset_memo = due_dags.AssetConditionMemo()
         self._loop = LoopWork()
@@ -160,7 +163,7 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         set_gc_threshold(self._gc_threshold)
         engine = airflow_settings.engine
         if self._listen_notify and engine is not None and notify.is_postgres(engine):
-            notify.install_triggers(engine)
+            self._triggers_in_place = notify.install_triggers(engine)
             self._waker = notify.NotifyWaker(engine)
         if engine is not None and notify.is_postgres(engine):
             self._loop_record = LoopRecord(self.job.id, self.job.hostname or "")
@@ -178,7 +181,7 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         cut short by a NOTIFY; then return 0 so the stock ``time.sleep(min(0, ...))`` is a
         no-op. The wait stays where the stock sleep was: outside the loop-duration timer."""
         self._loop_ended()
-        timeout = self.backoff.idle_interval(time.monotonic())
+        timeout = self._idle_wait()
         if self._waker is None:
             time.sleep(timeout)
         elif self._waker.wait(timeout):
@@ -189,6 +192,17 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
     @_scheduler_idle_sleep_time.setter
     def _scheduler_idle_sleep_time(self, value: float) -> None:
         """The stock ``__init__`` assigns ``[scheduler] scheduler_idle_sleep_time``: ignored."""
+
+    def _idle_wait(self) -> float:
+        """How long an idle loop waits for a NOTIFY: the back-off interval, or, while the wake-up
+        triggers are in place and the LISTEN connection is up, ``max_poll_interval`` at once.
+        Then every change a loop acts on notifies (a run queued, a task instance's state, an
+        asset event, a worker's results), so polling sooner would only repeat the loop's fixed
+        queries; the wait is left for what nothing notifies (a DAG becoming due, an unpause)."""
+        timeout = self.backoff.idle_interval(time.monotonic())
+        if self._triggers_in_place and self._waker is not None and self._waker.connection() is not None:
+            return max(timeout, self.backoff.max_interval)
+        return timeout
 
     def _do_scheduling(self, session: Session) -> int:
         self._loop_ended()

@@ -54,6 +54,8 @@ class Reaper:
         now = self.clock()
         self._last_reap = now
         dead, released, failed = claims.reap_dead_workers(session, self.timeout)
+        if released:
+            claims.notify(session)  # wake the live workers: the released claims wait for a runner
         metrics.reaped(dead, released, failed)
         if dead or released or failed:
             log.warning(

@@ -22,6 +22,7 @@ class Listener:
         self.on_notify = on_notify
         self.retry_interval = retry_interval
         self._stop = threading.Event()
+        self.listening = False  # LISTEN is in effect: every notification reaches on_notify
         self._thread = threading.Thread(target=self._run, name="kestra-listen", daemon=True)
         self._failures = FailureLog(log, "LISTEN connection")
 
@@ -53,6 +54,7 @@ class Listener:
             conn.autocommit = True
             with conn.cursor() as cursor:
                 cursor.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            self.listening = True
             self._failures.succeeded()
             self.on_notify()  # anything queued before LISTEN took effect is found by this poll
             while not self._stop.is_set():
@@ -64,4 +66,5 @@ class Listener:
                     conn.notifies.clear()
                     self.on_notify()
         finally:
+            self.listening = False
             raw.close()

@@ -337,7 +337,16 @@ class KestraWorker:
                 backoff.busy(now)
                 self._start_batch(rows)
                 continue  # immediate re-poll
-            self._wake.wait(backoff.idle_interval(now))
+            self._wake.wait(self._idle_wait(backoff, now))
+
+    def _idle_wait(self, backoff: Backoff, now: float) -> float:
+        """After an empty poll: the back-off interval, or ``max_poll_interval`` at once while
+        LISTEN is in effect (new workloads notify and wake this loop; the poll then only finds
+        what nothing notifies, such as claims released by a stopping or dead worker)."""
+        interval = backoff.idle_interval(now)
+        if self._listener is not None and self._listener.listening:
+            return max(interval, backoff.max_interval)
+        return interval
 
     def _claim(self, limit: int) -> list[ClaimedWorkload]:
         began = time.monotonic()
@@ -406,6 +415,8 @@ class KestraWorker:
         with self._id_lock, claims.session_scope() as session:
             claims.finish(session, self.id, ended)
             claims.release(session, self.id, released)
+            if released and self.config.listen_notify:
+                claims.notify(session)  # wake the other workers: these tasks wait for a runner
 
     # -- heartbeat and reaping ------------------------------------------------------------
     def _heartbeat_loop(self) -> None:

@@ -27,6 +27,32 @@ def test_stock_idle_sleep_setting_is_replaced_by_the_backoff(runner):
     assert 0.02 <= waited < 0.5
 
 
+class _Waker:
+    def __init__(self, up: bool) -> None:
+        self.up = up
+
+    def connection(self):
+        return object() if self.up else None
+
+
+@pytest.mark.parametrize(
+    ("triggers", "waker", "expected"),
+    [
+        (True, _Waker(up=True), 0.5),  # every change notifies: wait max_poll_interval
+        (True, _Waker(up=False), 0.025),  # LISTEN down: notifications may be missed
+        (False, _Waker(up=True), 0.025),  # triggers not installed: nothing notifies
+        (True, None, 0.025),  # no LISTEN (listen_notify off, not PostgreSQL)
+    ],
+)
+def test_idle_wait_is_the_longest_only_while_notifications_cover_every_change(
+    runner, triggers, waker, expected
+):
+    runner._triggers_in_place = triggers
+    runner._waker = waker
+    runner.backoff.busy(time.monotonic())  # just after work: the back-off is at its minimum
+    assert runner._idle_wait() == pytest.approx(expected)
+
+
 def test_executor_events_count_as_work_before_they_are_popped(runner, session):
     from airflow.models.taskinstancekey import TaskInstanceKey
     from airflow.utils.state import TaskInstanceState
