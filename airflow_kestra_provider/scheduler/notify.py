@@ -235,6 +235,18 @@ class NotifyWaker:
             self.close()
             return False
 
+    def discard_pending(self) -> None:
+        """Drop the notifications that already arrived: a loop about to start sees every commit
+        they announce, so they must not wake the idle wait after it (the scheduler's own commits
+        notify it too). A lost connection is closed, as in :meth:`wait`."""
+        if self._conn is None:
+            return
+        try:
+            self.drain()
+        except Exception:
+            log.exception("LISTEN connection lost; reconnecting later")
+            self.close()
+
     def drain(self) -> bool:
         """Read what arrived on the connection; True when it held a notification."""
         self._conn.poll()

@@ -210,6 +210,8 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
             self.backoff.busy(time.monotonic())
         self._loop = LoopWork()
         self._loop_started = time.monotonic()
+        if self._waker is not None:
+            self._waker.discard_pending()  # this loop sees what they announce
         self._begin_batch()
         try:
             with self._loop.watching(session):

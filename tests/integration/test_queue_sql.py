@@ -162,6 +162,30 @@ def test_only_the_owner_finishes_a_claim(session):
     assert row(session, w.id).result == "success"
 
 
+def test_finishing_a_claim_wakes_the_schedulers_and_finishing_nothing_does_not(session, engine):
+    from airflow_kestra_provider.scheduler.notify import CHANNEL, NotifyWaker
+
+    waker = NotifyWaker(engine)
+    try:
+        waker.wait(0.01)  # connect and LISTEN
+        register(session, "w1")
+        w = workload(add_ti(session))
+        claims.enqueue(session, 7, [w])
+        claims.claim(session, worker_id="w1", limit=10, queues=set())
+        session.commit()
+        claims.finish(session, "w2", [TaskResult(w.id, "success", 0)])  # not its claim: nothing ended
+        session.commit()
+        assert not waker.wait(0.3)
+        claims.finish(session, "w1", [TaskResult(w.id, "success", 0)])
+        assert not waker.wait(0.3)  # delivered at commit
+        session.commit()
+        assert waker.wait(5.0)
+        assert waker.payloads[claims.SCHEDULER_PAYLOAD] == 1
+        assert CHANNEL == "airflow_kestra_scheduler"
+    finally:
+        waker.close()
+
+
 def test_report_takes_this_jobs_finished_rows_once_and_sweeps_left_queued_ones(session):
     register(session, "w1")
     mine, theirs = workload(add_ti(session)), workload(add_ti(session))
