@@ -341,8 +341,8 @@ class KestraWorker:
 
     def _idle_wait(self, backoff: Backoff, now: float) -> float:
         """After an empty poll: the back-off interval, or ``max_poll_interval`` at once while
-        LISTEN is in effect (new workloads notify and wake this loop; the poll then only finds
-        what nothing notifies, such as claims released by a stopping or dead worker)."""
+        LISTEN is in effect (new workloads, and claims released by a stopping or dead worker,
+        notify and wake this loop; the poll then only finds what a lost notification missed)."""
         interval = backoff.idle_interval(now)
         if self._listener is not None and self._listener.listening:
             return max(interval, backoff.max_interval)
