@@ -94,11 +94,15 @@ def test_two_workers_do_not_share_a_series(statsd, settled):
 
 
 def test_a_reaping_pass_counts_what_it_settled(statsd, settled, monkeypatch):
+    notified: list[object] = []
     monkeypatch.setattr(claims, "reap_dead_workers", lambda session, timeout: (2, 3, 1))
     monkeypatch.setattr(claims, "purge", lambda session, retention: None)
+    monkeypatch.setattr(claims, "notify", notified.append)
     assert Reaper(timeout=30, interval=5).reap(None, "test") == (2, 3, 1)  # type: ignore[arg-type]
+    assert notified == [None]  # released claims wake the workers
     monkeypatch.setattr(claims, "reap_dead_workers", lambda session, timeout: (0, 0, 0))
     Reaper(timeout=30, interval=5).reap(None, "test")  # type: ignore[arg-type]
+    assert notified == [None]  # nothing released: no notification
     settled()
     assert sent(statsd, metrics.REAPER_DEAD_WORKERS) == [2]
     assert sent(statsd, metrics.REAPER_REQUEUED) == [3]
