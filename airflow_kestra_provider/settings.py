@@ -168,7 +168,9 @@ OPTIONS: tuple[Option, ...] = (
         "listen_notify",
         "boolean",
         "True",
-        "On PostgreSQL, wake idle pollers and the scheduler at once with LISTEN/NOTIFY.",
+        "On PostgreSQL, LISTEN so that a NOTIFY wakes this idle component at once (a worker, the "
+        "scheduler, the triggerer). New and released work is NOTIFYed whatever this says, so "
+        "components may differ (workers behind a transaction-mode pool with False).",
         "False",
     ),
     Option(

@@ -59,7 +59,6 @@ class KestraExecutor(BaseExecutor):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.worker: KestraWorker | None = None
-        self._listen_notify = False
         self._reaper: Reaper | None = None
         # workload id -> its key, and key -> ids of its open workloads (usually one)
         self._workload_keys: dict[str, TaskInstanceKey] = {}
@@ -87,7 +86,6 @@ class KestraExecutor(BaseExecutor):
                 config.concurrency,
                 self.parallelism,
             )
-        self._listen_notify = settings.listen_notify()
         self._reaper = Reaper(config.worker_timeout, config.heartbeat_interval)
         self._queue_sampler = QueueSampler(pool_metrics_interval(), database_sample(config.worker_timeout))
         ensure_schema()
@@ -128,8 +126,8 @@ class KestraExecutor(BaseExecutor):
         try:
             with claims.session_scope() as session:
                 claims.enqueue(session, self.job_id, self._unsent)  # type: ignore[arg-type]
-                if self._listen_notify:
-                    claims.notify(session)
+                # Always: a worker may listen whatever this scheduler's own listen_notify says.
+                claims.notify(session)
         except Exception:
             self.log.exception(
                 "could not write %d workloads; retrying at the next heartbeat", len(self._unsent)

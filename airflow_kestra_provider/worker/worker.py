@@ -415,7 +415,7 @@ class KestraWorker:
         with self._id_lock, claims.session_scope() as session:
             claims.finish(session, self.id, ended)
             claims.release(session, self.id, released)
-            if released and self.config.listen_notify:
+            if released:
                 claims.notify(session)  # wake the other workers: these tasks wait for a runner
 
     # -- heartbeat and reaping ------------------------------------------------------------

@@ -11,7 +11,15 @@ from tests.unit.worker.test_workloads import execute_task
 
 
 @pytest.fixture
-def sent(monkeypatch):
+def notified(monkeypatch):
+    """Counts the executor's NOTIFYs to the workers."""
+    calls: list[None] = []
+    monkeypatch.setattr(claims, "notify", lambda session: calls.append(None))
+    return calls
+
+
+@pytest.fixture
+def sent(monkeypatch, notified):
     """Rows the executor writes, kept here instead of in a database."""
     rows: list = []
     monkeypatch.setattr(claims, "session_scope", _no_session)
@@ -84,7 +92,23 @@ def test_a_failed_end_is_a_failed_event(sent):
     assert executor.get_event_buffer()[workload.ti.key] == ("failed", "worker w lost")
 
 
-def test_unwritten_workloads_are_written_at_the_next_heartbeat(monkeypatch):
+@pytest.mark.parametrize("listen_notify", ["True", "False"])
+def test_each_written_batch_notifies_the_workers_once_whatever_listen_notify(
+    sent, notified, monkeypatch, listen_notify
+):
+    # listen_notify says whether this process LISTENs; remote workers may listen either way.
+    monkeypatch.setenv("AIRFLOW__KESTRA__LISTEN_NOTIFY", listen_notify)
+    executor = KestraExecutor(parallelism=4)
+    for i in range(3):
+        executor.queue_workload(execute_task(run_id=f"manual__{i}"), session=None)  # type: ignore[arg-type]
+    executor.trigger_tasks(open_slots=4)
+    assert len(sent) == 3
+    assert len(notified) == 1
+    executor._send()  # nothing unsent: no statement, no NOTIFY
+    assert len(notified) == 1
+
+
+def test_unwritten_workloads_are_written_at_the_next_heartbeat(monkeypatch, notified):
     attempts: list[int] = []
 
     def enqueue(session, job_id, workloads):
