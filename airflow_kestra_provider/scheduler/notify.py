@@ -214,6 +214,11 @@ class NotifyWaker:
             return False
         return True
 
+    @property
+    def connected(self) -> bool:
+        """The LISTEN connection is up (no reconnection attempt: :meth:`wait` makes those)."""
+        return self._conn is not None
+
     def connection(self) -> Any:
         """The LISTEN connection (it has ``fileno()``), or None while it is down."""
         return self._conn if self._ensure() else None

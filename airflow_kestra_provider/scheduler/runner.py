@@ -199,10 +199,8 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         Then every change a loop acts on notifies (a run queued, a task instance's state, an
         asset event, a worker's results), so polling sooner would only repeat the loop's fixed
         queries; the wait is left for what nothing notifies (a DAG becoming due, an unpause)."""
-        timeout = self.backoff.idle_interval(time.monotonic())
-        if self._triggers_in_place and self._waker is not None and self._waker.connection() is not None:
-            return max(timeout, self.backoff.max_interval)
-        return timeout
+        notified = self._triggers_in_place and self._waker is not None and self._waker.connected
+        return self.backoff.idle_interval(time.monotonic(), notified=notified)
 
     def _do_scheduling(self, session: Session) -> int:
         self._loop_ended()

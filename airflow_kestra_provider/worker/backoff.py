@@ -57,11 +57,14 @@ class Backoff:
         """A poll returned rows (or the poller was woken with work): idleness starts over."""
         self._busy_at = now
 
-    def idle_interval(self, now: float) -> float:
-        """Sleep after an empty poll at ``now``."""
+    def idle_interval(self, now: float, notified: bool = False) -> float:
+        """Sleep after an empty poll at ``now``. ``notified``: a notification wakes the poller
+        for every change it acts on, so the poll only catches what a lost one missed and the
+        sleep is the maximum interval at once."""
         if self._busy_at is None:
             self._busy_at = now
-        return idle_sleep(self.steps, now - self._busy_at, self.min_interval)
+        interval = idle_sleep(self.steps, now - self._busy_at, self.min_interval)
+        return max(interval, self.max_interval) if notified else interval
 
     def error_interval(self) -> float:
         """Sleep after a failed poll: the maximum interval."""

@@ -343,10 +343,7 @@ class KestraWorker:
         """After an empty poll: the back-off interval, or ``max_poll_interval`` at once while
         LISTEN is in effect (new workloads, and claims released by a stopping or dead worker,
         notify and wake this loop; the poll then only finds what a lost notification missed)."""
-        interval = backoff.idle_interval(now)
-        if self._listener is not None and self._listener.listening:
-            return max(interval, backoff.max_interval)
-        return interval
+        return backoff.idle_interval(now, notified=self._listener is not None and self._listener.listening)
 
     def _claim(self, limit: int) -> list[ClaimedWorkload]:
         began = time.monotonic()

@@ -31,8 +31,9 @@ class _Waker:
     def __init__(self, up: bool) -> None:
         self.up = up
 
-    def connection(self):
-        return object() if self.up else None
+    @property
+    def connected(self) -> bool:
+        return self.up
 
 
 @pytest.mark.parametrize(

@@ -66,3 +66,11 @@ def test_first_empty_poll_counts_idleness_from_itself():
 def test_rejects_inverted_bounds():
     with pytest.raises(ValueError):
         compute_steps(1.0, 0.5, 60, 5)
+
+
+def test_a_notified_poller_sleeps_the_maximum_at_once_and_the_steps_go_on_underneath():
+    backoff = Backoff(0.025, 0.5, 60.0, 4)
+    backoff.busy(100.0)
+    assert backoff.idle_interval(100.1, notified=True) == 0.5
+    assert backoff.idle_interval(100.2) == 0.025  # not notified (LISTEN down): the step applies
+    assert backoff.idle_interval(170.0, notified=True) == 0.5
