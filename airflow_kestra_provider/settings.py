@@ -224,11 +224,12 @@ OPTIONS: tuple[Option, ...] = (
         "1.0",
         "Seconds after which the Kestra scheduler examines a running dag run again, and runs its "
         "critical section (queueing scheduled task instances), when nothing it watches changed: "
-        "no task instance of the run ended, no executor event, no task instance scheduled in the "
-        "loop, no NOTIFY. Time-based changes (retry delays, dag run timeouts, sensor reschedules, "
-        "task instances the triggerer resumed) are acted on within this interval, as within the "
-        "stock scheduler's idle sleep. 0 examines every running run and runs the critical section "
-        "in every loop, as the stock scheduler does.",
+        "no task instance of the run ended, no task instance scheduled in the loop, no NOTIFY "
+        "of a task instance's state. Time-based changes (retry delays, dag run timeouts, sensor "
+        "reschedules) are acted on within this interval, as within the stock scheduler's idle "
+        "sleep; executor callbacks and connection tests are dispatched at this cadence too. 0 "
+        "examines every running run and runs the critical section and those checks in every "
+        "loop, as the stock scheduler does.",
         "0.5",
         0,
         60,

@@ -58,6 +58,19 @@ WAKE_TI_STATES = (
     "removed",
 )
 
+TASK_INSTANCE_PAYLOAD = "task_instance:"  # + the new state, see WAKE_TI_STATES
+
+
+def task_instances_changed(payloads: set[str], *, scheduled: bool) -> bool:
+    """Whether ``payloads`` announce task-instance state changes that may make others
+    queueable: one ended or left for a retry or reschedule (its pool and concurrency slots are
+    free), or, with ``scheduled``, one set to ``scheduled`` (the triggerer resuming a task). A
+    scheduler discarding the notifications of its own loop passes ``scheduled=False``: the
+    ``scheduled`` ones are mostly its own, queued by the same loop's critical section."""
+    own = TASK_INSTANCE_PAYLOAD + "scheduled"
+    return any(p.startswith(TASK_INSTANCE_PAYLOAD) and (scheduled or p != own) for p in payloads)
+
+
 _FUNCTION_SQL = f"""
 CREATE OR REPLACE FUNCTION {FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -189,6 +202,7 @@ class NotifyWaker:
         self._next_attempt = 0.0
         self.wakeups = 0
         self.payloads: Counter[str] = Counter()  # notifications received, by payload
+        self._arrived: set[str] = set()  # payloads received since the last take_arrived()
 
     def _connect(self) -> None:
         pooled = self._engine.raw_connection()
@@ -258,7 +272,14 @@ class NotifyWaker:
         notifies = list(self._conn.notifies)
         self._conn.notifies.clear()
         self.payloads.update(n.payload for n in notifies)
+        self._arrived.update(n.payload for n in notifies)
         return bool(notifies)
+
+    def take_arrived(self) -> set[str]:
+        """The distinct payloads received (by :meth:`wait`, :meth:`discard_pending` or
+        :meth:`drain`) since the previous call."""
+        arrived, self._arrived = self._arrived, set()
+        return arrived
 
     def close(self) -> None:
         if self._conn is not None:

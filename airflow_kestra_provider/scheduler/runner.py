@@ -138,6 +138,8 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         self._recheck = settings.scheduler_recheck_interval()
         self._critical_at = 0.0  # monotonic time of the last critical section
         self._critical_due = True  # something happened that may have made task instances queueable
+        self._critical_capped = True  # the last critical section queued as many as it could take
+        self._periodic_at: dict[str, float] = {}  # stock per-loop checks: when each last ran
         self._batch_size = settings.scheduler_dagrun_batch_size()
         self._bulk_create = settings.scheduler_bulk_create()
         self._gc_threshold = settings.scheduler_gc_threshold()
@@ -186,7 +188,10 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
             time.sleep(timeout)
         elif self._waker.wait(timeout):
             self.backoff.busy(time.monotonic())  # something happened: poll at the minimum again
-            self._critical_due = True
+            if not self._notified() or notify.task_instances_changed(
+                self._waker.take_arrived(), scheduled=True
+            ):
+                self._critical_due = True
         return 0.0
 
     @_scheduler_idle_sleep_time.setter
@@ -199,8 +204,12 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         Then every change a loop acts on notifies (a run queued, a task instance's state, an
         asset event, a worker's results), so polling sooner would only repeat the loop's fixed
         queries; the wait is left for what nothing notifies (a DAG becoming due, an unpause)."""
-        notified = self._triggers_in_place and self._waker is not None and self._waker.connected
-        return self.backoff.idle_interval(time.monotonic(), notified=notified)
+        return self.backoff.idle_interval(time.monotonic(), notified=self._notified())
+
+    def _notified(self) -> bool:
+        """Every change a loop acts on notifies this scheduler: the wake-up triggers are in
+        place and the LISTEN connection is up."""
+        return self._triggers_in_place and self._waker is not None and self._waker.connected
 
     def _do_scheduling(self, session: Session) -> int:
         self._loop_ended()
@@ -210,6 +219,8 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         self._loop_started = time.monotonic()
         if self._waker is not None:
             self._waker.discard_pending()  # this loop sees what they announce
+            if notify.task_instances_changed(self._waker.take_arrived(), scheduled=False):
+                self._critical_due = True  # slots freed while the previous loop ran
         self._begin_batch()
         try:
             with self._loop.watching(session):
@@ -259,17 +270,22 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         events = len(executor.event_buffer)
         super()._process_executor_events(executor=executor, session=session)
         self._loop.executor_events += events
-        if events:
-            self._critical_due = True  # slots were freed, states changed
+        if events and (self._critical_capped or not self._notified()):
+            # Executor slots were freed. The task instances' own state changes notify (with
+            # LISTEN), so the freed slots matter only to a pass that ran out of them.
+            self._critical_due = True
         return events
 
     def _critical_section_enqueue_task_instances(self, session: Session) -> int:
         """The stock critical section (several queries and a pool-row lock) runs in every loop;
         this scheduler loops far more often, so it runs it only when task instances may have
-        become queueable: this loop changed task instance or dag run states, executor events or
-        a NOTIFY came in, the previous pass queued some (more may be waiting), or
-        ``[kestra] scheduler_recheck_interval`` has passed (task instances scheduled by the
-        triggerer or another replica)."""
+        become queueable: this loop changed task instance or dag run states; a NOTIFY announced
+        a task instance that ended, went up for retry or reschedule (slots freed) or was
+        scheduled by the triggerer; the previous pass queued as many as it could take (more may
+        be waiting) and executor slots were freed since; another replica held the lock; or
+        ``[kestra] scheduler_recheck_interval`` has passed. Without LISTEN (or the wake-up
+        triggers) every executor event and every pass that queued some make it due, as before
+        notifications could tell what changed."""
         now = time.monotonic()
         if not (
             self._critical_due
@@ -281,10 +297,46 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
             return 0
         self._critical_at = now
         self._critical_due = False
-        queued = super()._critical_section_enqueue_task_instances(session)
-        if queued:
-            self._critical_due = True
+        limit = self._critical_section_limit()
+        try:
+            queued = super()._critical_section_enqueue_task_instances(session)
+        except Exception:
+            self._critical_due = True  # e.g. another replica holds the pool lock: try again
+            raise
+        self._critical_capped = limit <= 0 or queued >= limit
+        if self._critical_capped or (queued and not self._notified()):
+            self._critical_due = True  # more may be waiting
         return queued
+
+    def _critical_section_limit(self) -> int:
+        """How many task instances the stock critical section may queue now (its ``max_tis``)."""
+        free = self._parallelism - sum(executor.slots_occupied for executor in self.executors)
+        per_query = self.job.max_tis_per_query
+        return free if per_query == 0 else min(per_query, free)
+
+    # -- the stock loop's fixed checks ----------------------------------------------------------
+    def _enqueue_executor_callbacks(self, session: Session) -> None:
+        """The stock query for pending executor callbacks, at most once per
+        ``[kestra] scheduler_recheck_interval`` instead of in every loop."""
+        if self._periodic_due("executor_callbacks"):
+            super()._enqueue_executor_callbacks(session)
+
+    def _enqueue_connection_tests(self, *, session: Session) -> None:
+        """The stock dispatch of connection tests requested through the API (two counts and a
+        locked select), at most once per ``[kestra] scheduler_recheck_interval``."""
+        if self._periodic_due("connection_tests"):
+            super()._enqueue_connection_tests(session=session)
+
+    def _periodic_due(self, check: str) -> bool:
+        """Whether ``check`` runs in this loop: the stock loop runs it in every loop, about once
+        a second when idle; this one loops far more often when busy, so it keeps that cadence
+        (every loop when the interval is 0)."""
+        now = time.monotonic()
+        last = self._periodic_at.get(check)
+        if last is not None and now - last < self._recheck:
+            return False
+        self._periodic_at[check] = now
+        return True
 
     # -- DAG lookups ---------------------------------------------------------------------------
     def _get_current_dag(self, dag_id: str, session: Session) -> SerializedDAG | None:

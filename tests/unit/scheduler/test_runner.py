@@ -153,3 +153,101 @@ def test_each_loop_sends_its_duration_work_and_runs(runner, session, statsd, set
     assert got(metrics.SCHEDULER_BUSY_LOOPS) == [1]
     assert got(metrics.SCHEDULER_RUNS_CREATED) == [3]
     assert runner._stats == {"loops": 2, "busy_loops": 1}
+
+
+@pytest.mark.parametrize(
+    ("notified", "capped", "due"),
+    [
+        (True, False, False),  # the task instances' own notifications tell about freed slots
+        (True, True, True),  # the last pass ran out of slots: freed ones matter
+        (False, False, True),  # no LISTEN: the event is the only sign
+    ],
+)
+def test_executor_events_make_the_critical_section_due_only_when_nothing_else_tells(
+    runner, session, monkeypatch, notified, capped, due
+):
+    from airflow.models.taskinstancekey import TaskInstanceKey
+    from airflow.utils.state import TaskInstanceState
+
+    monkeypatch.setattr(type(runner), "_notified", lambda self: notified)
+    runner._critical_due = False
+    runner._critical_capped = capped
+    executor = runner.executors[0]
+    executor.event_buffer = {TaskInstanceKey("nope", "t", "r", 1, -1): (TaskInstanceState.SUCCESS, None)}
+    runner._process_executor_events(executor=executor, session=session)
+    assert runner._critical_due is due
+
+
+def test_a_pass_that_queued_fewer_than_it_could_take_is_not_repeated_while_notified(
+    runner, session, monkeypatch
+):
+    from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
+
+    from airflow_kestra_provider.scheduler.work import LoopWork
+
+    queued = {"n": 0}
+    monkeypatch.setattr(
+        SchedulerJobRunner, "_critical_section_enqueue_task_instances", lambda self, session: queued["n"]
+    )
+    monkeypatch.setattr(type(runner), "_notified", lambda self: True)
+    monkeypatch.setattr(type(runner), "_critical_section_limit", lambda self: 32)
+    runner._loop = LoopWork()
+    for n, capped in ((3, False), (32, True)):
+        queued["n"] = n
+        runner._critical_due = True
+        assert runner._critical_section_enqueue_task_instances(session) == n
+        assert runner._critical_capped is capped
+        assert runner._critical_due is capped  # only a full pass may have left some waiting
+
+
+class _WakingWaker:
+    connected = True
+
+    def __init__(self, payloads: set[str]) -> None:
+        self.payloads = payloads
+
+    def wait(self, timeout: float) -> bool:
+        return True
+
+    def take_arrived(self) -> set[str]:
+        return self.payloads
+
+
+@pytest.mark.parametrize(
+    ("payloads", "due"),
+    [
+        ({"kestra_workload:finished"}, False),  # the executor's events say it in the loop
+        ({"dag_run:queued"}, False),  # starting the run schedules task instances in the loop
+        ({"task_instance:scheduled"}, True),  # the triggerer resumed a task
+        ({"task_instance:success"}, True),
+    ],
+)
+def test_a_wake_up_makes_the_critical_section_due_by_what_it_announces(runner, payloads, due):
+    runner._triggers_in_place = True
+    runner._waker = _WakingWaker(payloads)
+    runner._critical_due = False
+    assert runner._scheduler_idle_sleep_time == 0.0
+    assert runner._critical_due is due
+
+
+@pytest.mark.parametrize("recheck", [1.0, 0.0])
+def test_the_stock_per_loop_checks_keep_the_stock_idle_cadence(runner, session, monkeypatch, recheck):
+    from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
+
+    calls: list[str] = []
+    monkeypatch.setattr(
+        SchedulerJobRunner, "_enqueue_executor_callbacks", lambda self, session: calls.append("callbacks")
+    )
+    monkeypatch.setattr(
+        SchedulerJobRunner, "_enqueue_connection_tests", lambda self, *, session: calls.append("tests")
+    )
+    runner._recheck = recheck
+    for _ in range(3):  # three loops within the interval
+        runner._enqueue_executor_callbacks(session)
+        runner._enqueue_connection_tests(session=session)
+    assert calls == (["callbacks", "tests"] if recheck else ["callbacks", "tests"] * 3)
+    for check in list(runner._periodic_at):
+        runner._periodic_at[check] -= recheck  # the interval has passed
+    runner._enqueue_executor_callbacks(session)
+    runner._enqueue_connection_tests(session=session)
+    assert calls[-2:] == ["callbacks", "tests"]
