@@ -332,8 +332,7 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         a second when idle; this one loops far more often when busy, so it keeps that cadence
         (every loop when the interval is 0)."""
         now = time.monotonic()
-        last = self._periodic_at.get(check)
-        if last is not None and now - last < self._recheck:
+        if now - self._periodic_at.get(check, float("-inf")) < self._recheck:
             return False
         self._periodic_at[check] = now
         return True
