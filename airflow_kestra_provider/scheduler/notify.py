@@ -33,7 +33,8 @@ import logging
 import select
 import time
 from collections import Counter
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
 
 log = logging.getLogger(__name__)
 
@@ -59,16 +60,72 @@ WAKE_TI_STATES = (
 )
 
 TASK_INSTANCE_PAYLOAD = "task_instance:"  # + the new state, see WAKE_TI_STATES
+# What a scheduler's own loop announces and acts on in that same loop: the task instances it
+# schedules are queued by the loop's critical section, the runs it creates are started by the
+# loop's start step (a step that ran out of its batch or budget asks for the next loop itself).
+OWN_ECHOES = frozenset({TASK_INSTANCE_PAYLOAD + "scheduled", "dag_run:queued"})
 
 
-def task_instances_changed(payloads: set[str], *, scheduled: bool) -> bool:
+class Arrival(NamedTuple):
+    """One notification received: its payload and the backend pid of the session that sent it."""
+
+    payload: str
+    pid: int
+
+
+def task_instances_changed(payloads: Iterable[str]) -> bool:
     """Whether ``payloads`` announce task-instance state changes that may make others
     queueable: one ended or left for a retry or reschedule (its pool and concurrency slots are
-    free), or, with ``scheduled``, one set to ``scheduled`` (the triggerer resuming a task). A
-    scheduler discarding the notifications of its own loop passes ``scheduled=False``: the
-    ``scheduled`` ones are mostly its own, queued by the same loop's critical section."""
-    own = TASK_INSTANCE_PAYLOAD + "scheduled"
-    return any(p.startswith(TASK_INSTANCE_PAYLOAD) and (scheduled or p != own) for p in payloads)
+    free), or one set to ``scheduled`` by someone else (the triggerer resuming a task). A
+    scheduler leaves its own echoes out first (:meth:`OwnConnections.echo`)."""
+    return any(p.startswith(TASK_INSTANCE_PAYLOAD) for p in payloads)
+
+
+class OwnConnections:
+    """The backend pids of the database sessions this process's ``engine`` holds open.
+
+    psycopg2 gives each notification the pid of the backend that sent it, so a scheduler can
+    tell the echoes of its own commits (:data:`OWN_ECHOES`, which the same loop acted on) from
+    everyone else's notifications without changing the triggers. A pid is recorded when its
+    connection is first checked out and forgotten when the pool closes the connection. One
+    opened before this object, or a driver without ``get_backend_pid``, is not known as own:
+    its echoes cost one loop more, nothing else.
+    """
+
+    def __init__(self, engine: Any) -> None:
+        from sqlalchemy import event
+
+        self._engine = engine
+        self._pids: dict[int, int] = {}  # id() of the DBAPI connection -> its backend pid
+        self._listeners: tuple[tuple[str, Callable[..., None]], ...] = (
+            ("checkout", self._checked_out),
+            ("close", self._closed),
+            ("close_detached", self._closed),
+        )
+        for name, listener in self._listeners:
+            event.listen(engine, name, listener)
+
+    def _checked_out(self, dbapi_connection: Any, *_: Any) -> None:
+        key = id(dbapi_connection)
+        if key not in self._pids:
+            try:
+                self._pids[key] = int(dbapi_connection.get_backend_pid())
+            except Exception:  # another driver, or a broken connection: not known as own
+                log.debug("no backend pid for a pooled connection", exc_info=True)
+
+    def _closed(self, dbapi_connection: Any, *_: Any) -> None:
+        self._pids.pop(id(dbapi_connection), None)
+
+    def echo(self, arrival: Arrival) -> bool:
+        """Whether ``arrival`` is one of :data:`OWN_ECHOES` sent by one of these sessions."""
+        return arrival.payload in OWN_ECHOES and arrival.pid in self._pids.values()
+
+    def close(self) -> None:
+        from sqlalchemy import event
+
+        for name, listener in self._listeners:
+            event.remove(self._engine, name, listener)
+        self._pids.clear()
 
 
 _FUNCTION_SQL = f"""
@@ -202,7 +259,7 @@ class NotifyWaker:
         self._next_attempt = 0.0
         self.wakeups = 0
         self.payloads: Counter[str] = Counter()  # notifications received, by payload
-        self._arrived: set[str] = set()  # payloads received since the last take_arrived()
+        self._arrived: set[Arrival] = set()  # received since the last take_arrived()
 
     def _connect(self) -> None:
         pooled = self._engine.raw_connection()
@@ -237,18 +294,25 @@ class NotifyWaker:
         """The LISTEN connection (it has ``fileno()``), or None while it is down."""
         return self._conn if self._ensure() else None
 
-    def wait(self, timeout: float) -> bool:
-        """Sleep up to ``timeout`` seconds; return True as soon as a notification arrives."""
+    def wait(self, timeout: float, wakes: Callable[[Arrival], bool] | None = None) -> bool:
+        """Sleep up to ``timeout`` seconds; return True as soon as a notification arrives (one
+        for which ``wakes`` is true, when given: the others are received and kept for
+        :meth:`take_arrived`, but the wait goes on)."""
         if not self._ensure():
             time.sleep(timeout)
             return False
+        deadline = time.monotonic() + timeout
         try:
-            if not self.drain():
-                readable, _, _ = select.select([self._conn], [], [], timeout)
-                if not readable or not self.drain():
+            while True:
+                if any(wakes is None or wakes(arrival) for arrival in self._receive()):
+                    self.wakeups += 1
+                    return True
+                left = deadline - time.monotonic()
+                if left <= 0:
                     return False
-            self.wakeups += 1
-            return True
+                readable, _, _ = select.select([self._conn], [], [], left)
+                if not readable:
+                    return False
         except Exception:
             log.exception("LISTEN connection lost; reconnecting later")
             self.close()
@@ -268,16 +332,19 @@ class NotifyWaker:
 
     def drain(self) -> bool:
         """Read what arrived on the connection; True when it held a notification."""
-        self._conn.poll()
-        notifies = list(self._conn.notifies)
-        self._conn.notifies.clear()
-        self.payloads.update(n.payload for n in notifies)
-        self._arrived.update(n.payload for n in notifies)
-        return bool(notifies)
+        return bool(self._receive())
 
-    def take_arrived(self) -> set[str]:
-        """The distinct payloads received (by :meth:`wait`, :meth:`discard_pending` or
-        :meth:`drain`) since the previous call."""
+    def _receive(self) -> list[Arrival]:
+        self._conn.poll()
+        arrivals = [Arrival(n.payload, n.pid) for n in self._conn.notifies]
+        self._conn.notifies.clear()
+        self.payloads.update(arrival.payload for arrival in arrivals)
+        self._arrived.update(arrivals)
+        return arrivals
+
+    def take_arrived(self) -> set[Arrival]:
+        """The distinct notifications (payload and sender) received by :meth:`wait`,
+        :meth:`discard_pending` or :meth:`drain` since the previous call."""
         arrived, self._arrived = self._arrived, set()
         return arrived
 

@@ -4,8 +4,14 @@ It keeps Airflow's ``_run_scheduler_loop`` (timers, executor heartbeats, HA lock
 and overrides only small methods:
 
 * ``_do_scheduling``: counts what the pass did (:class:`~.work.LoopWork`: dag runs created or
-  changing state, task-instance updates, TIs queued) and returns that count, so the stock loop
-  never treats a loop that did work as idle (it then skips its idle sleep).
+  changing state, task-instance updates, TIs queued). Without notifications it returns that
+  count, so the stock loop never treats a loop that did work as idle (it then skips its idle
+  sleep). With them it returns the count only when the next loop must start at once for a
+  reason nothing notifies (``_follow_up_due``: a step stopped at its batch or budget, a full
+  critical section, runs created, a run ended while others are queued); otherwise 0, and the
+  idle wait that follows ends at once on any notification that is not an echo of this
+  scheduler's own commits (a task instance it scheduled, a run it created: the loop acted on
+  both; :class:`~.notify.OwnConnections` tells them by the sending session).
 * ``_scheduler_idle_sleep_time`` (a property): read by the stock loop only right before its
   idle sleep; it waits the step-wise back-off interval (:mod:`airflow_kestra_provider.worker.backoff`, shared with the workers), cut short by a
   PostgreSQL NOTIFY (:mod:`.notify`), and returns 0 so the stock sleep is a no-op. While the
@@ -145,6 +151,7 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         self._gc_threshold = settings.scheduler_gc_threshold()
         self._listen_notify = settings.listen_notify()
         self._waker: notify.NotifyWaker | None = None
+        self._own: notify.OwnConnections | None = None  # tells this scheduler's own echoes
         self._triggers_in_place = False  # the wake-up triggers exist: see _idle_wait
         self._batch = Batch()  # replaced by _begin_batch
         self._asset_memo = due_dags.AssetConditionMemo()
@@ -166,6 +173,7 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         engine = airflow_settings.engine
         if self._listen_notify and engine is not None and notify.is_postgres(engine):
             self._triggers_in_place = notify.install_triggers(engine)
+            self._own = notify.OwnConnections(engine)
             self._waker = notify.NotifyWaker(engine)
         if engine is not None and notify.is_postgres(engine):
             self._loop_record = LoopRecord(self.job.id, self.job.hostname or "")
@@ -175,6 +183,9 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
             if self._waker is not None:
                 self._waker.close()
                 self._waker = None
+            if self._own is not None:
+                self._own.close()
+                self._own = None
 
     @property
     def _scheduler_idle_sleep_time(self) -> float:
@@ -186,11 +197,9 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         timeout = self._idle_wait()
         if self._waker is None:
             time.sleep(timeout)
-        elif self._waker.wait(timeout):
+        elif self._waker.wait(timeout, wakes=self._news):
             self.backoff.busy(time.monotonic())  # something happened: poll at the minimum again
-            if not self._notified() or notify.task_instances_changed(
-                self._waker.take_arrived(), scheduled=True
-            ):
+            if not self._notified() or self._task_instances_changed():
                 self._critical_due = True
         return 0.0
 
@@ -211,6 +220,19 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         place and the LISTEN connection is up."""
         return self._triggers_in_place and self._waker is not None and self._waker.connected
 
+    def _news(self, arrival: notify.Arrival) -> bool:
+        """Whether a notification tells this scheduler something: anything but an echo of its
+        own commits that its loop already acted on (:data:`~.notify.OWN_ECHOES`)."""
+        return self._own is None or not self._own.echo(arrival)
+
+    def _task_instances_changed(self) -> bool:
+        """Whether what arrived since the last call announces task instances that ended, went
+        up for retry or reschedule, or were scheduled by someone else (the triggerer)."""
+        assert self._waker is not None
+        return notify.task_instances_changed(
+            arrival.payload for arrival in self._waker.take_arrived() if self._news(arrival)
+        )
+
     def _do_scheduling(self, session: Session) -> int:
         self._loop_ended()
         if self._loop.total:  # the previous loop (incl. its executor events) did work
@@ -219,17 +241,39 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         self._loop_started = time.monotonic()
         if self._waker is not None:
             self._waker.discard_pending()  # this loop sees what they announce
-            if notify.task_instances_changed(self._waker.take_arrived(), scheduled=False):
+            if self._task_instances_changed():
                 self._critical_due = True  # slots freed while the previous loop ran
         self._begin_batch()
         try:
             with self._loop.watching(session):
                 self._loop.tis_queued = super()._do_scheduling(session)
+            self._loop.follow_up = self._follow_up_due(session)
         finally:
             self._begin_batch()  # lookups between loops ask the database again
         self.dag_runs_created_total += self._loop.dag_runs_created
         self._log_stats()
-        return self._loop.total
+        return self._loop.total if self._loop.follow_up else 0
+
+    def _follow_up_due(self, session: Session) -> bool:
+        """Whether the next loop must start at once instead of after the idle wait.
+
+        Without notifications (no LISTEN, no wake-up triggers): after every loop that did work,
+        as the stock loop. With them, the idle wait ends at once on any notification other than
+        this scheduler's own echoes (:meth:`_news`): a task instance that ended (also one this
+        loop ended itself, an EmptyOperator or a trigger rule), a run queued through the API, a
+        worker's result. So only what no notification announces makes the next loop due: a step
+        that ran out of its batch or budget (:attr:`~.work.LoopWork.capped`), a critical
+        section that queued all it could take, runs this loop created (a catching-up DAG is due
+        again), and a run that ended while other runs are queued (``max_active_runs`` may now
+        let one start)."""
+        loop = self._loop
+        if not loop.total:
+            return False
+        if not self._notified():
+            return True
+        if loop.capped or loop.critical_capped or loop.dag_runs_created:
+            return True
+        return bool(loop.dag_runs_ended) and queued_runs.any_queued_run_due(session)
 
     def _loop_ended(self) -> None:
         """The loop the last ``_do_scheduling`` began is over (the next one begins, or the stock
@@ -267,6 +311,10 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         self._stats_logged_at = now
 
     def _process_executor_events(self, executor: BaseExecutor, session: Session) -> int:
+        """Counts the events taken from the buffer as work. The stock loop skips its idle sleep
+        when this returns more than 0: it does so when the freed executor slots may matter
+        (the last critical section ran out of them, or nothing notifies). A state this step
+        changes itself (a task that failed outside its process) notifies and ends the wait."""
         events = len(executor.event_buffer)
         super()._process_executor_events(executor=executor, session=session)
         self._loop.executor_events += events
@@ -274,7 +322,9 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
             # Executor slots were freed. The task instances' own state changes notify (with
             # LISTEN), so the freed slots matter only to a pass that ran out of them.
             self._critical_due = True
-        return events
+            self._loop.follow_up = True
+            return events
+        return 0
 
     def _critical_section_enqueue_task_instances(self, session: Session) -> int:
         """The stock critical section (several queries and a pool-row lock) runs in every loop;
@@ -304,6 +354,7 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
             self._critical_due = True  # e.g. another replica holds the pool lock: try again
             raise
         self._critical_capped = limit <= 0 or queued >= limit
+        self._loop.critical_capped = self._critical_capped
         if self._critical_capped or (queued and not self._notified()):
             self._critical_due = True  # more may be waiting
         return queued
@@ -363,13 +414,14 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
             self._create_timed_runs(timed, guard, session)
             guard.commit()  # release this batch's row locks before taking the next one
 
-        take_in_batches(
+        created = take_in_batches(
             take=lambda limit: due_dags.lock_due_dags(session, limit),
             process=process,
             key=lambda dag_model: dag_model.dag_id,
             batch_size=self._batch_size,
             budget=self._loop_budget,
         )
+        self._loop.capped |= created.out_of_budget
 
     def _create_timed_runs(
         self, dag_models: list[DagModel], guard: CommitProhibitorGuard, session: Session
@@ -441,7 +493,10 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
             with probe.watching(session), queued_runs.stock_start_gets(runs, session):
                 super()._start_queued_dagruns(session)
                 session.flush()
-            if probe.dag_runs_changed < self._batch_size or time.monotonic() >= deadline:
+            if probe.dag_runs_changed < self._batch_size:
+                return
+            if time.monotonic() >= deadline:
+                self._loop.capped = True  # a full batch: more may be startable
                 return
 
     def _schedule_all_dag_runs(
@@ -472,7 +527,10 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
                 fresh = self._due_for_recheck([run for run in fetched if run.id not in seen])
                 stock_left = len(fetched) >= size and bool(fresh)
                 callbacks += self._examine(guard, fresh, seen, session)
-            if (not ended and not stock_left) or time.monotonic() >= deadline:
+            if not ended and not stock_left:
+                return callbacks
+            if time.monotonic() >= deadline:
+                self._loop.capped |= len(ended) >= size or stock_left  # more may be waiting
                 return callbacks
 
     def _due_for_recheck(self, runs: list[DagRun]) -> list[DagRun]:

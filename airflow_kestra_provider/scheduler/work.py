@@ -6,6 +6,9 @@ each of those hops may wait a whole idle sleep. :class:`LoopWork` watches the sc
 session instead: every dag run inserted or whose state changed is flushed through it, and every
 task-instance state change the scheduler makes is an ORM ``UPDATE task_instance`` executed
 through it (``DagRun.schedule_tis``, the critical section's ``QUEUED`` update).
+
+Besides the counts, it keeps what tells whether the next loop must start at once (see the
+runner's ``_follow_up_due``): runs that ended, and whether a step stopped with work left.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 
 from airflow.models.dagrun import DagRun
 from airflow.models.taskinstance import TaskInstance
+from airflow.utils.state import State
 from sqlalchemy import event, inspect
 from sqlalchemy.orm import ORMExecuteState, Session
 
@@ -28,6 +32,10 @@ class LoopWork:
     ti_updates: int = 0
     tis_queued: int = 0
     executor_events: int = 0
+    dag_runs_ended: int = 0  # of the changed ones: now success or failed
+    capped: bool = False  # a step stopped at its batch or time budget with more left
+    critical_capped: bool = False  # the critical section queued as many as it could take
+    follow_up: bool = False  # the next loop starts without the idle wait
 
     @property
     def total(self) -> int:
@@ -44,6 +52,7 @@ class LoopWork:
         for obj in session.dirty:
             if isinstance(obj, DagRun) and inspect(obj).attrs["_state"].history.has_changes():
                 self.dag_runs_changed += 1
+                self.dag_runs_ended += obj.state in State.finished_dr_states
 
     def _on_execute(self, state: ORMExecuteState) -> None:
         if state.is_update and state.bind_mapper is not None and state.bind_mapper.class_ is TaskInstance:

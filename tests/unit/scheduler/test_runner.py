@@ -6,6 +6,8 @@ import time
 
 import pytest
 
+from airflow_kestra_provider.scheduler.notify import OWN_ECHOES, Arrival
+
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
@@ -200,34 +202,106 @@ def test_a_pass_that_queued_fewer_than_it_could_take_is_not_repeated_while_notif
         assert runner._critical_due is capped  # only a full pass may have left some waiting
 
 
+OWN_PID, OTHER_PID = 101, 202  # backend pids of the scheduler's sessions and of someone else's
+
+
 class _WakingWaker:
     connected = True
 
-    def __init__(self, payloads: set[str]) -> None:
-        self.payloads = payloads
+    def __init__(self, arrivals: set[Arrival]) -> None:
+        self.arrivals = arrivals
 
-    def wait(self, timeout: float) -> bool:
-        return True
+    def wait(self, timeout: float, wakes) -> bool:
+        return any(wakes(arrival) for arrival in self.arrivals)
 
-    def take_arrived(self) -> set[str]:
-        return self.payloads
+    def take_arrived(self) -> set[Arrival]:
+        return self.arrivals
+
+
+class _Own:
+    def echo(self, arrival: Arrival) -> bool:
+        return arrival.payload in OWN_ECHOES and arrival.pid == OWN_PID
 
 
 @pytest.mark.parametrize(
-    ("payloads", "due"),
+    ("arrivals", "woken", "due"),
     [
-        ({"kestra_workload:finished"}, False),  # the executor's events say it in the loop
-        ({"dag_run:queued"}, False),  # starting the run schedules task instances in the loop
-        ({"task_instance:scheduled"}, True),  # the triggerer resumed a task
-        ({"task_instance:success"}, True),
+        ({Arrival("kestra_workload:finished", OWN_PID)}, True, False),  # events say it in the loop
+        ({Arrival("dag_run:queued", OTHER_PID)}, True, False),  # the run's start schedules them
+        ({Arrival("task_instance:scheduled", OTHER_PID)}, True, True),  # the triggerer resumed one
+        ({Arrival("task_instance:success", OTHER_PID)}, True, True),
+        ({Arrival("task_instance:success", OWN_PID)}, True, True),  # the loop ended one itself
+        ({Arrival("task_instance:scheduled", OWN_PID)}, False, False),  # the loop's own echo
+        ({Arrival("dag_run:queued", OWN_PID)}, False, False),
     ],
 )
-def test_a_wake_up_makes_the_critical_section_due_by_what_it_announces(runner, payloads, due):
+def test_a_wake_up_makes_the_critical_section_due_by_what_it_announces(runner, arrivals, woken, due):
     runner._triggers_in_place = True
-    runner._waker = _WakingWaker(payloads)
+    runner._waker = _WakingWaker(arrivals)
+    runner._own = _Own()
     runner._critical_due = False
     assert runner._scheduler_idle_sleep_time == 0.0
     assert runner._critical_due is due
+    assert runner._news(next(iter(arrivals))) is woken
+
+
+def _loop_work(**counts):
+    from airflow_kestra_provider.scheduler.work import LoopWork
+
+    return LoopWork(**counts)
+
+
+@pytest.mark.parametrize(
+    ("work", "notified", "queued_run_due", "follow_up"),
+    [
+        ({}, False, False, False),  # idle: the idle wait, always
+        ({"ti_updates": 2, "tis_queued": 1}, False, False, True),  # no LISTEN: at once, as stock
+        ({"ti_updates": 2, "tis_queued": 1}, True, False, False),  # what follows will notify
+        ({"ti_updates": 2, "capped": True}, True, False, True),  # a step stopped with more left
+        ({"tis_queued": 32, "critical_capped": True}, True, False, True),
+        ({"dag_runs_created": 1}, True, False, True),  # a catching-up DAG may be due again
+        ({"dag_runs_changed": 1, "dag_runs_ended": 1}, True, False, False),
+        ({"dag_runs_changed": 1, "dag_runs_ended": 1}, True, True, True),  # max_active_runs
+        ({"dag_runs_changed": 1}, True, True, False),  # started, none ended: nothing new
+    ],
+)
+def test_the_next_loop_starts_at_once_only_for_what_no_notification_announces(
+    runner, session, monkeypatch, work, notified, queued_run_due, follow_up
+):
+    from airflow_kestra_provider.scheduler import queued_runs
+
+    monkeypatch.setattr(type(runner), "_notified", lambda self: notified)
+    monkeypatch.setattr(queued_runs, "any_queued_run_due", lambda session: queued_run_due)
+    runner._loop = _loop_work(**work)
+    assert runner._follow_up_due(session) is follow_up
+
+
+def test_a_loop_that_needs_no_follow_up_reports_no_work_to_the_stock_loop(runner, session, monkeypatch):
+    from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
+
+    monkeypatch.setattr(SchedulerJobRunner, "_do_scheduling", lambda self, session: 3)
+    for follow_up, reported in ((False, 0), (True, 3)):
+        monkeypatch.setattr(type(runner), "_follow_up_due", lambda self, session, due=follow_up: due)
+        assert runner._do_scheduling(session) == reported
+        assert runner._loop.total == 3  # the loop's metrics still count its work
+
+
+@pytest.mark.parametrize(
+    ("notified", "capped", "reported"),
+    [(True, False, 0), (True, True, 1), (False, False, 1)],
+)
+def test_executor_events_skip_the_idle_wait_only_when_freed_slots_matter(
+    runner, session, monkeypatch, notified, capped, reported
+):
+    from airflow.models.taskinstancekey import TaskInstanceKey
+    from airflow.utils.state import TaskInstanceState
+
+    monkeypatch.setattr(type(runner), "_notified", lambda self: notified)
+    runner._critical_capped = capped
+    executor = runner.executors[0]
+    executor.event_buffer = {TaskInstanceKey("nope", "t", "r", 1, -1): (TaskInstanceState.SUCCESS, None)}
+    assert runner._process_executor_events(executor=executor, session=session) == reported
+    assert runner._loop.executor_events == 1
 
 
 @pytest.mark.parametrize("recheck", [1.0, 0.0])

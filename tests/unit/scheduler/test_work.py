@@ -57,6 +57,24 @@ def test_runs_created_started_and_ti_updates_are_counted(session):
     session.rollback()
     assert (work.dag_runs_created, work.dag_runs_changed, work.ti_updates) == (1, 1, 1)
     assert work.total == 3
+    assert work.dag_runs_ended == 0
+
+
+def test_runs_that_ended_are_counted_apart(session):
+    from airflow_kestra_provider.scheduler.work import LoopWork
+
+    runs = [_run("e1"), _run("e2")]
+    session.add_all(runs)
+    session.flush()
+    work = LoopWork()
+    with work.watching(session):
+        runs[0].state = "success"
+        runs[1].state = "running"
+        session.flush()
+        runs[1].state = "failed"
+        session.flush()
+    session.rollback()
+    assert (work.dag_runs_changed, work.dag_runs_ended) == (3, 2)
 
 
 def test_listeners_removed_after_the_block(session):
