@@ -33,10 +33,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from airflow_kestra_provider.models.tables import LIVE_WORKER_STATES
 from airflow_kestra_provider.scheduler.notify import CHANNEL as SCHEDULER_CHANNEL
+from airflow_kestra_provider.scheduler.notify import WORKLOADS_FINISHED, WORKLOADS_SUCCEEDED
 
 NOTIFY_CHANNEL = "kestra_task_queued"
-# The payload on the schedulers' wake-up channel when a worker recorded results.
-SCHEDULER_PAYLOAD = "kestra_workload:finished"
 ENDED_RESULTS = frozenset({"success", "failed"})
 # SQL list of the states of a worker that is still there (heartbeats, may be reaped)
 _LIVE = "(" + ", ".join(f"'{state}'" for state in LIVE_WORKER_STATES) + ")"
@@ -96,8 +95,9 @@ _CLAIM_SQL = text(
 )
 
 # Only the worker that owns a claim records its result.
-# The same statement wakes the schedulers (their LISTEN channel) when it finished any row: their
-# executors take the results at once instead of at their next idle poll.
+# The same statement notifies the schedulers (their LISTEN channel) when it finished any row, with
+# a payload that says whether every one succeeded (see notify.WORKLOADS_SUCCEEDED): a result other
+# than success may need the scheduler's executor events to fail a task instance.
 _FINISH_SQL = text(
     f"""
     WITH finished AS (
@@ -107,9 +107,13 @@ _FINISH_SQL = text(
                     CAST(:details AS text[]))
              AS r(id, result, exit_code, detail)
         WHERE w.id = r.id AND w.worker_id = :worker_id AND w.finished_at IS NULL
-        RETURNING 1
+        RETURNING w.result
     )
-    SELECT pg_notify('{SCHEDULER_CHANNEL}', '{SCHEDULER_PAYLOAD}') WHERE EXISTS (SELECT 1 FROM finished)
+    SELECT pg_notify(
+        '{SCHEDULER_CHANNEL}',
+        CASE WHEN bool_and(result = 'success') THEN '{WORKLOADS_SUCCEEDED}' ELSE '{WORKLOADS_FINISHED}' END
+    )
+    FROM finished HAVING count(*) > 0
     """
 )
 

@@ -66,6 +66,14 @@ TASK_INSTANCE_PAYLOAD = "task_instance:"  # + the new state, see WAKE_TI_STATES
 OWN_ECHOES = frozenset({TASK_INSTANCE_PAYLOAD + "scheduled", "dag_run:queued"})
 
 
+# What a KestraExecutor worker sends on CHANNEL in the statement that records a batch of results:
+# every task of the batch succeeded (their own ``task_instance:success`` already told the
+# scheduler; the results only free executor slots), or at least one did not (the scheduler's
+# executor events may have to fail a task instance whose process died).
+WORKLOADS_SUCCEEDED = "kestra_workload:succeeded"
+WORKLOADS_FINISHED = "kestra_workload:finished"
+
+
 class Arrival(NamedTuple):
     """One notification received: its payload and the backend pid of the session that sent it."""
 

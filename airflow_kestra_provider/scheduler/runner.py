@@ -222,7 +222,12 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
 
     def _news(self, arrival: notify.Arrival) -> bool:
         """Whether a notification tells this scheduler something: anything but an echo of its
-        own commits that its loop already acted on (:data:`~.notify.OWN_ECHOES`)."""
+        own commits that its loop already acted on (:data:`~.notify.OWN_ECHOES`), and but
+        results that all succeeded while the last critical section had slots to spare (the
+        tasks' own ``task_instance:success`` told it already; the next loop takes the
+        results)."""
+        if arrival.payload == notify.WORKLOADS_SUCCEEDED:
+            return self._critical_capped
         return self._own is None or not self._own.echo(arrival)
 
     def _task_instances_changed(self) -> bool:

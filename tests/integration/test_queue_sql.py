@@ -162,25 +162,34 @@ def test_only_the_owner_finishes_a_claim(session):
     assert row(session, w.id).result == "success"
 
 
-def test_finishing_a_claim_wakes_the_schedulers_and_finishing_nothing_does_not(session, engine):
-    from airflow_kestra_provider.scheduler.notify import CHANNEL, NotifyWaker
+def test_finishing_claims_notifies_the_schedulers_whether_all_succeeded_and_nothing_does_not(session, engine):
+    from airflow_kestra_provider.scheduler.notify import (
+        CHANNEL,
+        WORKLOADS_FINISHED,
+        WORKLOADS_SUCCEEDED,
+        NotifyWaker,
+    )
 
     waker = NotifyWaker(engine)
     try:
         waker.wait(0.01)  # connect and LISTEN
         register(session, "w1")
-        w = workload(add_ti(session))
-        claims.enqueue(session, 7, [w])
+        ok, bad, other = (workload(add_ti(session)) for _ in range(3))
+        claims.enqueue(session, 7, [ok, bad, other])
         claims.claim(session, worker_id="w1", limit=10, queues=set())
         session.commit()
-        claims.finish(session, "w2", [TaskResult(w.id, "success", 0)])  # not its claim: nothing ended
+        claims.finish(session, "w2", [TaskResult(ok.id, "success", 0)])  # not its claim: nothing ended
         session.commit()
         assert not waker.wait(0.3)
-        claims.finish(session, "w1", [TaskResult(w.id, "success", 0)])
+        claims.finish(session, "w1", [TaskResult(ok.id, "success", 0)])
         assert not waker.wait(0.3)  # delivered at commit
         session.commit()
         assert waker.wait(5.0)
-        assert waker.payloads[claims.SCHEDULER_PAYLOAD] == 1
+        assert waker.payloads == {WORKLOADS_SUCCEEDED: 1}
+        claims.finish(session, "w1", [TaskResult(bad.id, "failed", 1), TaskResult(other.id, "success", 0)])
+        session.commit()
+        assert waker.wait(5.0)
+        assert waker.payloads == {WORKLOADS_SUCCEEDED: 1, WORKLOADS_FINISHED: 1}  # one failed
         assert CHANNEL == "airflow_kestra_scheduler"
     finally:
         waker.close()

@@ -226,7 +226,8 @@ class _Own:
 @pytest.mark.parametrize(
     ("arrivals", "woken", "due"),
     [
-        ({Arrival("kestra_workload:finished", OWN_PID)}, True, False),  # events say it in the loop
+        ({Arrival("kestra_workload:finished", OTHER_PID)}, True, False),  # events say it in the loop
+        ({Arrival("kestra_workload:succeeded", OTHER_PID)}, False, False),  # success said it first
         ({Arrival("dag_run:queued", OTHER_PID)}, True, False),  # the run's start schedules them
         ({Arrival("task_instance:scheduled", OTHER_PID)}, True, True),  # the triggerer resumed one
         ({Arrival("task_instance:success", OTHER_PID)}, True, True),
@@ -240,9 +241,18 @@ def test_a_wake_up_makes_the_critical_section_due_by_what_it_announces(runner, a
     runner._waker = _WakingWaker(arrivals)
     runner._own = _Own()
     runner._critical_due = False
+    runner._critical_capped = False  # the last pass had executor slots to spare
     assert runner._scheduler_idle_sleep_time == 0.0
     assert runner._critical_due is due
     assert runner._news(next(iter(arrivals))) is woken
+
+
+@pytest.mark.parametrize("capped", [False, True])
+def test_results_that_all_succeeded_wake_only_a_scheduler_short_of_executor_slots(runner, capped):
+    runner._own = _Own()
+    runner._critical_capped = capped
+    assert runner._news(Arrival("kestra_workload:succeeded", OTHER_PID)) is capped
+    assert runner._news(Arrival("kestra_workload:finished", OTHER_PID))  # one failed: always
 
 
 def _loop_work(**counts):
