@@ -75,6 +75,7 @@ from airflow_kestra_provider.scheduler import (
     notify,
     queued_runs,
     running_runs,
+    scheduled_tis,
 )
 from airflow_kestra_provider.scheduler.batch import Batch
 from airflow_kestra_provider.scheduler.batching import take_in_batches
@@ -340,15 +341,23 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         be waiting) and executor slots were freed since; another replica held the lock; or
         ``[kestra] scheduler_recheck_interval`` has passed. Without LISTEN (or the wake-up
         triggers) every executor event and every pass that queued some make it due, as before
-        notifications could tell what changed."""
+        notifications could tell what changed. Within the interval, a due pass in a loop that
+        scheduled no task instance itself first asks whether any is scheduled at all
+        (:mod:`.scheduled_tis`)."""
         now = time.monotonic()
+        periodic = now - self._critical_at >= self._recheck
         if not (
             self._critical_due
             or self._loop.ti_updates
             or self._loop.dag_runs_changed
             or self._loop.dag_runs_created
-            or now - self._critical_at >= self._recheck
+            or periodic
         ):
+            return 0
+        if not periodic and not self._loop.ti_updates and not scheduled_tis.any_scheduled(session):
+            # Nothing to queue (a loop woken by tasks that ended, say); the pass itself, with the
+            # stock gauges it sets, still runs once per interval.
+            self._critical_due = self._critical_capped = self._loop.critical_capped = False
             return 0
         self._critical_at = now
         self._critical_due = False

@@ -8,6 +8,7 @@ column by column (except surrogate ids, ``queued_at`` and the random trace ids).
 from __future__ import annotations
 
 import datetime
+import time
 
 import pytest
 from airflow.utils.sqlalchemy import prohibit_commit
@@ -428,6 +429,64 @@ def test_unchanged_runs_and_the_critical_section_wait_for_the_recheck_interval(r
             runner._critical_section_enqueue_task_instances(session)
             guard.commit()
             assert critical_sections() > before
+    finally:
+        event.remove(settings.engine, "before_cursor_execute", record)
+
+
+def test_a_due_critical_section_with_nothing_scheduled_is_one_small_query(runner, session):
+    """Woken by a task that ended, with no task instance scheduled anywhere, the critical
+    section asks that with one lookup and skips the stock pass (pool lock, big query); with one
+    scheduled, or once the recheck interval has passed, the stock pass runs."""
+    from airflow import settings
+    from airflow.models.dag import DagModel
+    from airflow.models.taskinstance import TaskInstance
+    from sqlalchemy import event, select, update
+
+    from airflow_kestra_provider.scheduler.work import LoopWork
+
+    model = register_dag(session, _mapped_dag("bulk_nothing_scheduled"))
+    _reset_next_run(runner, session, model)
+    runner._recheck = 30.0
+    runner._critical_at = time.monotonic()  # a pass ran a moment ago
+    with prohibit_commit(session) as guard:
+        runner._create_timed_runs([session.get(DagModel, "bulk_nothing_scheduled")], guard, session)
+        guard.commit()
+    ours = TaskInstance.dag_id == "bulk_nothing_scheduled"
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, *args) -> None:
+        statements.append(statement)
+
+    def passes() -> int:
+        return sum("slot_pool" in s for s in statements)
+
+    event.listen(settings.engine, "before_cursor_execute", record)
+    try:
+        for state, stock_pass in (("scheduled", True), (None, False)):
+            session.execute(update(TaskInstance).where(ours).values(state=state))
+            session.execute(  # and none of other tests' runs either
+                update(TaskInstance).where(~ours, TaskInstance.state == "scheduled").values(state=None)
+            )
+            session.flush()
+            runner._loop = LoopWork()
+            runner._critical_due = True  # a notification said slots were freed
+            statements.clear()
+            with prohibit_commit(session) as guard:
+                runner._critical_section_enqueue_task_instances(session)
+                guard.commit()
+            assert (passes() >= 1) is stock_pass
+            if not stock_pass:
+                assert len(statements) == 1 and "task_instance" in statements[0]
+                assert runner._critical_due is False and runner._critical_capped is False
+            assert session.scalars(select(TaskInstance.state).where(ours)).first() in (state, "queued")
+            session.execute(update(TaskInstance).where(ours).values(state=None))
+        runner._critical_at -= 31  # the recheck interval has passed: the stock pass, as stock
+        runner._critical_due = True
+        statements.clear()
+        with prohibit_commit(session) as guard:
+            runner._critical_section_enqueue_task_instances(session)
+            guard.commit()
+        assert passes() >= 1
     finally:
         event.remove(settings.engine, "before_cursor_execute", record)
 

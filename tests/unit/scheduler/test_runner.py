@@ -185,6 +185,7 @@ def test_a_pass_that_queued_fewer_than_it_could_take_is_not_repeated_while_notif
 ):
     from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
 
+    from airflow_kestra_provider.scheduler import scheduled_tis
     from airflow_kestra_provider.scheduler.work import LoopWork
 
     queued = {"n": 0}
@@ -193,6 +194,7 @@ def test_a_pass_that_queued_fewer_than_it_could_take_is_not_repeated_while_notif
     )
     monkeypatch.setattr(type(runner), "_notified", lambda self: True)
     monkeypatch.setattr(type(runner), "_critical_section_limit", lambda self: 32)
+    monkeypatch.setattr(scheduled_tis, "any_scheduled", lambda session: True)
     runner._loop = LoopWork()
     for n, capped in ((3, False), (32, True)):
         queued["n"] = n
