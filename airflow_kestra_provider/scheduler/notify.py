@@ -94,8 +94,8 @@ class OwnConnections:
 
     psycopg2 gives each notification the pid of the backend that sent it, so a scheduler can
     tell the echoes of its own commits (:data:`OWN_ECHOES`, which the same loop acted on) from
-    everyone else's notifications without changing the triggers. A pid is recorded when its
-    connection is first checked out and forgotten when the pool closes the connection. One
+    everyone else's notifications without changing the triggers. A pid is recorded each time its
+    connection is checked out and forgotten when the pool closes the connection. One
     opened before this object, or a driver without ``get_backend_pid``, is not known as own:
     its echoes cost one loop more, nothing else.
     """
@@ -114,12 +114,13 @@ class OwnConnections:
             event.listen(engine, name, listener)
 
     def _checked_out(self, dbapi_connection: Any, *_: Any) -> None:
-        key = id(dbapi_connection)
-        if key not in self._pids:
-            try:
-                self._pids[key] = int(dbapi_connection.get_backend_pid())
-            except Exception:  # another driver, or a broken connection: not known as own
-                log.debug("no backend pid for a pooled connection", exc_info=True)
+        # Read at every checkout (libpq keeps it: no round trip), so a connection object that
+        # reuses a closed one's id() never carries that one's pid.
+        try:
+            self._pids[id(dbapi_connection)] = int(dbapi_connection.get_backend_pid())
+        except Exception:  # another driver, or a broken connection: not known as own
+            self._pids.pop(id(dbapi_connection), None)
+            log.debug("no backend pid for a pooled connection", exc_info=True)
 
     def _closed(self, dbapi_connection: Any, *_: Any) -> None:
         self._pids.pop(id(dbapi_connection), None)
