@@ -11,7 +11,7 @@ and overrides only small methods:
   critical section, runs created, a run ended while others are queued); otherwise 0, and the
   idle wait that follows ends at once on any notification that is not an echo of this
   scheduler's own commits (a task instance it scheduled, a run it created: the loop acted on
-  both; :class:`~.notify.OwnConnections` tells them by the sending session).
+  both; :class:`~.notify.OwnConnections` tells them by the connection that sent them).
 * ``_scheduler_idle_sleep_time`` (a property): read by the stock loop only right before its
   idle sleep; it waits the step-wise back-off interval (:mod:`airflow_kestra_provider.worker.backoff`, shared with the workers), cut short by a
   PostgreSQL NOTIFY (:mod:`.notify`), and returns 0 so the stock sleep is a no-op. While the
@@ -222,10 +222,10 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         return self._triggers_in_place and self._waker is not None and self._waker.connected
 
     def _news(self, arrival: notify.Arrival) -> bool:
-        """Whether a notification tells this scheduler something: anything but an echo of its
-        own commits that its loop already acted on (:data:`~.notify.OWN_ECHOES`), and but
-        results that all succeeded while the last critical section had slots to spare (the
-        tasks' own ``task_instance:success`` told it already; the next loop takes the
+        """Whether a notification tells this scheduler something. Two kinds do not: an echo of
+        its own commits that its loop already acted on (:data:`~.notify.OWN_ECHOES`), and
+        results that all succeeded while the last critical section had executor slots to spare
+        (the tasks' own ``task_instance:success`` told it already; the next loop takes the
         results)."""
         if arrival.payload == notify.WORKLOADS_SUCCEEDED:
             return self._critical_capped
