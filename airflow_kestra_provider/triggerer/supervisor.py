@@ -176,9 +176,9 @@ class KestraTriggerRunnerSupervisor(TriggerRunnerSupervisor):
         try:
             if self.waker is None:
                 return True
-            new_triggers = self.waker.payloads[NEW_TRIGGER_PAYLOAD]
             if self.waker.drain():
-                if self.waker.payloads[NEW_TRIGGER_PAYLOAD] > new_triggers:
+                # what this drain received (taking it also keeps the waker from holding it)
+                if any(arrival.payload == NEW_TRIGGER_PAYLOAD for arrival in self.waker.take_arrived()):
                     self.notified = True
                 else:
                     self.next_load = min(self.next_load, time.monotonic() + UNDEFERRED_DELAY)

@@ -6,10 +6,12 @@ import selectors
 import socket
 import time
 from collections import Counter, deque
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from airflow_kestra_provider.scheduler.notify import Arrival
 from airflow_kestra_provider.triggerer.supervisor import UNDEFERRED_DELAY, KestraTriggerRunnerSupervisor
 from airflow_kestra_provider.worker.backoff import Backoff
 
@@ -109,13 +111,19 @@ class FakeWaker:
     def __init__(self, drains: list[Any]) -> None:
         self.drains = drains
         self.payloads: Counter[str] = Counter()
+        self.arrived: set[Arrival] = set()
 
     def drain(self) -> bool:
         value = self.drains.pop(0)
         if isinstance(value, Exception):
             raise value
         self.payloads.update(value)
+        self.arrived.update(Arrival(payload, 7) for payload in value)
         return bool(value)
+
+    def take_arrived(self) -> set[Arrival]:
+        arrived, self.arrived = self.arrived, set()
+        return arrived
 
     def close(self) -> None:
         pass
@@ -140,6 +148,28 @@ def test_a_task_instance_leaving_deferred_makes_a_load_due_within_the_delay():
     assert sup._on_notify(None) is True
     assert not sup.notified
     assert sup.next_load <= time.monotonic() + UNDEFERRED_DELAY
+
+
+def test_the_waker_keeps_nothing_of_what_the_triggerer_received():
+    from airflow_kestra_provider.scheduler.notify import NotifyWaker
+
+    class Connection:  # what psycopg2 hands the waker: notifications from many senders
+        def __init__(self) -> None:
+            self.notifies: list[SimpleNamespace] = []
+
+        def poll(self) -> None:
+            self.notifies += [
+                SimpleNamespace(payload="task_instance:undeferred", pid=pid) for pid in range(50)
+            ]
+
+    sup = _supervisor(listening=False)
+    waker = NotifyWaker(engine=None)
+    waker._conn = Connection()
+    sup.waker = waker
+    for _ in range(3):
+        assert sup._on_notify(None) is True
+    assert waker.take_arrived() == set()  # nothing piles up between loads
+    assert waker.payloads["task_instance:undeferred"] == 150
 
 
 def test_the_listen_connection_joins_and_leaves_the_selector():
