@@ -253,12 +253,12 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         try:
             with self._loop.watching(session):
                 self._loop.tis_queued = super()._do_scheduling(session)
-            self._loop.follow_up = self._follow_up_due(session)
+            follow_up = self._follow_up_due(session)
         finally:
             self._begin_batch()  # lookups between loops ask the database again
         self.dag_runs_created_total += self._loop.dag_runs_created
         self._log_stats()
-        return self._loop.total if self._loop.follow_up else 0
+        return self._loop.total if follow_up else 0
 
     def _follow_up_due(self, session: Session) -> bool:
         """Whether the next loop must start at once instead of after the idle wait.
@@ -328,7 +328,6 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
             # Executor slots were freed. The task instances' own state changes notify (with
             # LISTEN), so the freed slots matter only to a pass that ran out of them.
             self._critical_due = True
-            self._loop.follow_up = True
             return events
         return 0
 

@@ -35,7 +35,6 @@ class LoopWork:
     dag_runs_ended: int = 0  # of the changed ones: now success or failed
     capped: bool = False  # a step stopped at its batch or time budget with more left
     critical_capped: bool = False  # the critical section queued as many as it could take
-    follow_up: bool = False  # the next loop starts without the idle wait
 
     @property
     def total(self) -> int:
