@@ -60,6 +60,7 @@ WAKE_TI_STATES = (
 )
 
 TASK_INSTANCE_PAYLOAD = "task_instance:"  # + the new state, see WAKE_TI_STATES
+ASSET_QUEUE_PAYLOAD = "asset_dag_run_queue"  # an asset event queued a consumer DAG
 # What a scheduler's own loop announces and acts on in that same loop: the task instances it
 # schedules are queued by the loop's critical section, the runs it creates are started by the
 # loop's start step (a step that ran out of its batch or budget asks for the next loop itself).
@@ -87,6 +88,12 @@ def task_instances_changed(payloads: Iterable[str]) -> bool:
     free), or one set to ``scheduled`` by someone else (the triggerer resuming a task). A
     scheduler leaves its own echoes out first (:meth:`OwnConnections.echo`)."""
     return any(p.startswith(TASK_INSTANCE_PAYLOAD) for p in payloads)
+
+
+def assets_queued(payloads: Iterable[str]) -> bool:
+    """Whether ``payloads`` announce an asset event that queued a consumer DAG (which may now
+    be ready for a run)."""
+    return ASSET_QUEUE_PAYLOAD in payloads
 
 
 class OwnConnections:

@@ -147,6 +147,7 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         self._critical_due = True  # something happened that may have made task instances queueable
         self._critical_capped = True  # the last critical section queued as many as it could take
         self._periodic_at: dict[str, float] = {}  # stock per-loop checks: when each last ran
+        self._creation_due = True  # a DAG may have become ready for a run before its due time passed
         self._batch_size = settings.scheduler_dagrun_batch_size()
         self._bulk_create = settings.scheduler_bulk_create()
         self._gc_threshold = settings.scheduler_gc_threshold()
@@ -200,7 +201,8 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
             time.sleep(timeout)
         elif self._waker.wait(timeout, wakes=self._news):
             self.backoff.busy(time.monotonic())  # something happened: poll at the minimum again
-            if not self._notified() or self._task_instances_changed():
+            self._take_news()
+            if not self._notified():
                 self._critical_due = True
         return 0.0
 
@@ -231,13 +233,16 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
             return self._critical_capped
         return self._own is None or not self._own.echo(arrival)
 
-    def _task_instances_changed(self) -> bool:
-        """Whether what arrived since the last call announces task instances that ended, went
-        up for retry or reschedule, or were scheduled by someone else (the triggerer)."""
+    def _take_news(self) -> None:
+        """Act on what arrived since the last call: task instances that ended, went up for retry
+        or reschedule, or were scheduled by someone else (the triggerer) make the critical
+        section due; an asset event that queued a DAG makes the creation step due."""
         assert self._waker is not None
-        return notify.task_instances_changed(
-            arrival.payload for arrival in self._waker.take_arrived() if self._news(arrival)
-        )
+        payloads = [arrival.payload for arrival in self._waker.take_arrived() if self._news(arrival)]
+        if notify.task_instances_changed(payloads):
+            self._critical_due = True
+        if notify.assets_queued(payloads):
+            self._creation_due = True
 
     def _do_scheduling(self, session: Session) -> int:
         self._loop_ended()
@@ -247,14 +252,14 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         self._loop_started = time.monotonic()
         if self._waker is not None:
             self._waker.discard_pending()  # this loop sees what they announce
-            if self._task_instances_changed():
-                self._critical_due = True  # slots freed while the previous loop ran
+            self._take_news()  # e.g. slots freed while the previous loop ran
         self._begin_batch()
         try:
             with self._loop.watching(session):
                 self._loop.tis_queued = super()._do_scheduling(session)
             follow_up = self._follow_up_due(session)
         finally:
+            self._creation_due |= bool(self._loop.dags_unblocked)
             self._begin_batch()  # lookups between loops ask the database again
         self.dag_runs_created_total += self._loop.dag_runs_created
         self._log_stats()
@@ -414,6 +419,8 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
 
     # -- dag run creation ----------------------------------------------------------------------
     def _create_dagruns_for_dags(self, guard: CommitProhibitorGuard, session: Session) -> None:
+        if not self._dag_run_creation_due():
+            return
         partition_dag_ids = self._create_dagruns_for_partitioned_asset_dags(session)
         ready = due_dags.ready_asset_triggered_dags(session, self.dag_cache, self._asset_memo)
         asset_dag_ids = set(ready) - partition_dag_ids
@@ -435,6 +442,24 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
             budget=self._loop_budget,
         )
         self._loop.capped |= created.out_of_budget
+        # DAGs that got runs may be due again (catching up); a step out of budget left some.
+        self._creation_due = bool(created.processed or asset_dag_ids or partition_dag_ids)
+
+    def _dag_run_creation_due(self) -> bool:
+        """Whether this loop looks for DAGs that need a run. The stock loop does in every loop,
+        about once a second when idle: four queries and two commits that find nothing in almost
+        every loop of a busy scheduler looping on notifications. This one does when something
+        may have made a DAG ready before its due time passed: an asset event queued a consumer
+        (NOTIFY), a loop cleared a DAG's ``exceeds_max_non_backfill`` (a run ended below
+        ``max_active_runs``), or the previous creation step created runs or ran out of budget;
+        otherwise once per ``[kestra] scheduler_recheck_interval``, which is when a DAG whose
+        ``next_dagrun_create_after`` passed (or that was unpaused or parsed anew) gets its run,
+        as within the stock idle sleep. Without notifications, in every loop."""
+        if not (self._creation_due or not self._notified() or self._periodic_due("dag_run_creation")):
+            return False
+        self._periodic_at["dag_run_creation"] = time.monotonic()
+        self._creation_due = False
+        return True
 
     def _create_timed_runs(
         self, dag_models: list[DagModel], guard: CommitProhibitorGuard, session: Session

@@ -8,7 +8,9 @@ task-instance state change the scheduler makes is an ORM ``UPDATE task_instance`
 through it (``DagRun.schedule_tis``, the critical section's ``QUEUED`` update).
 
 Besides the counts, it keeps what tells whether the next loop must start at once (see the
-runner's ``_follow_up_due``): runs that ended, and whether a step stopped with work left.
+runner's ``_follow_up_due``): runs that ended, and whether a step stopped with work left; and
+DAGs whose ``exceeds_max_non_backfill`` flag this loop cleared (a run of theirs ended below
+``max_active_runs``), which may get a new run at once (see the runner's creation step).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from airflow.models.dag import DagModel
 from airflow.models.dagrun import DagRun
 from airflow.models.taskinstance import TaskInstance
 from airflow.utils.state import State
@@ -35,6 +38,7 @@ class LoopWork:
     dag_runs_ended: int = 0  # of the changed ones: now success or failed
     capped: bool = False  # a step stopped at its batch or time budget with more left
     critical_capped: bool = False  # the critical section queued as many as it could take
+    dags_unblocked: int = 0  # DAGs whose exceeds_max_non_backfill went from true to false
 
     @property
     def total(self) -> int:
@@ -52,6 +56,12 @@ class LoopWork:
             if isinstance(obj, DagRun) and inspect(obj).attrs["_state"].history.has_changes():
                 self.dag_runs_changed += 1
                 self.dag_runs_ended += obj.state in State.finished_dr_states
+            elif (
+                isinstance(obj, DagModel)
+                and not obj.exceeds_max_non_backfill
+                and inspect(obj).attrs["exceeds_max_non_backfill"].history.has_changes()
+            ):
+                self.dags_unblocked += 1
 
     def _on_execute(self, state: ORMExecuteState) -> None:
         if state.is_update and state.bind_mapper is not None and state.bind_mapper.class_ is TaskInstance:

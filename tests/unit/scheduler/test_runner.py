@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -236,6 +237,7 @@ class _Own:
         ({Arrival("task_instance:success", OWN_PID)}, True, True),  # the loop ended one itself
         ({Arrival("task_instance:scheduled", OWN_PID)}, False, False),  # the loop's own echo
         ({Arrival("dag_run:queued", OWN_PID)}, False, False),
+        ({Arrival("asset_dag_run_queue", OTHER_PID)}, True, False),  # the creation step's news
     ],
 )
 def test_a_wake_up_makes_the_critical_section_due_by_what_it_announces(runner, arrivals, woken, due):
@@ -244,8 +246,10 @@ def test_a_wake_up_makes_the_critical_section_due_by_what_it_announces(runner, a
     runner._own = _Own()
     runner._critical_due = False
     runner._critical_capped = False  # the last pass had executor slots to spare
+    runner._creation_due = False
     assert runner._scheduler_idle_sleep_time == 0.0
     assert runner._critical_due is due
+    assert runner._creation_due is any(a.payload == "asset_dag_run_queue" for a in arrivals)
     assert runner._news(next(iter(arrivals))) is woken
 
 
@@ -337,3 +341,92 @@ def test_the_stock_per_loop_checks_keep_the_stock_idle_cadence(runner, session, 
     runner._enqueue_executor_callbacks(session)
     runner._enqueue_connection_tests(session=session)
     assert calls[-2:] == ["callbacks", "tests"]
+
+
+def _count_creation_steps(runner, session, monkeypatch) -> list[int]:
+    """Patch the queries of the creation step: returns the list its runs are appended to."""
+    from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
+
+    from airflow_kestra_provider.scheduler import due_dags
+
+    steps: list[int] = []
+    monkeypatch.setattr(
+        SchedulerJobRunner,
+        "_create_dagruns_for_partitioned_asset_dags",
+        lambda self, session: steps.append(1) or set(),
+    )
+    monkeypatch.setattr(due_dags, "ready_asset_triggered_dags", lambda *args: {})
+    monkeypatch.setattr(due_dags, "lock_due_dags", lambda session, limit: [])
+    return steps
+
+
+def _creation_step(runner, session) -> None:
+    from airflow.utils.sqlalchemy import prohibit_commit
+
+    with prohibit_commit(session) as guard:
+        runner._create_dagruns_for_dags(guard, session)
+
+
+def test_a_notified_scheduler_looks_for_due_dags_once_per_recheck_interval(runner, session, monkeypatch):
+    steps = _count_creation_steps(runner, session, monkeypatch)
+    monkeypatch.setattr(type(runner), "_notified", lambda self: True)
+    runner._recheck = 1.0
+    for _ in range(3):  # the first loop, then two loops within the interval
+        _creation_step(runner, session)
+    assert len(steps) == 1
+    runner._periodic_at["dag_run_creation"] -= 1.0  # the interval has passed
+    _creation_step(runner, session)
+    assert len(steps) == 2
+
+
+@pytest.mark.parametrize("cause", ["asset_event", "dag_unblocked", "runs_created"])
+def test_what_may_make_a_dag_ready_early_makes_the_next_creation_step_run(
+    runner, session, monkeypatch, cause
+):
+    from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
+
+    from airflow_kestra_provider.scheduler import due_dags
+
+    steps = _count_creation_steps(runner, session, monkeypatch)
+    monkeypatch.setattr(type(runner), "_notified", lambda self: True)
+    runner._recheck = 60.0
+    _creation_step(runner, session)  # the first loop's
+    _creation_step(runner, session)
+    assert len(steps) == 1
+    if cause == "asset_event":  # NOTIFY from asset_dag_run_queue
+        runner._waker = _WakingWaker({Arrival("asset_dag_run_queue", OTHER_PID)})
+        runner._own = _Own()
+        runner._take_news()
+    elif cause == "dag_unblocked":  # a loop set a DAG's exceeds_max_non_backfill to false
+        monkeypatch.setattr(SchedulerJobRunner, "_do_scheduling", lambda self, session: 0)
+        monkeypatch.setattr(type(runner), "_follow_up_due", lambda self, session: False)
+        monkeypatch.setattr(
+            type(runner),
+            "_begin_batch",
+            lambda self, dags=None: setattr(self._loop, "dags_unblocked", 1) or self._batch,
+        )
+        runner._do_scheduling(session)
+    else:  # a step that created a run (a catching-up DAG may be due again at once)
+        runner._creation_due = True
+        monkeypatch.setattr(due_dags, "lock_due_dags", lambda session, limit: [SimpleNamespace(dag_id="d")])
+        monkeypatch.setattr(type(runner), "_create_timed_runs", lambda self, dags, guard, session: None)
+        _creation_step(runner, session)
+        assert len(steps) == 2
+        monkeypatch.setattr(due_dags, "lock_due_dags", lambda session, limit: [])
+    before = len(steps)
+    _creation_step(runner, session)
+    assert len(steps) == before + 1
+    _creation_step(runner, session)  # nothing new since: the interval again
+    assert len(steps) == before + 1
+
+
+@pytest.mark.parametrize(("notified", "recheck"), [(False, 1.0), (True, 0.0)])
+def test_without_notifications_or_interval_every_loop_looks_for_due_dags(
+    runner, session, monkeypatch, notified, recheck
+):
+    steps = _count_creation_steps(runner, session, monkeypatch)
+    monkeypatch.setattr(type(runner), "_notified", lambda self: notified)
+    runner._recheck = recheck
+    for _ in range(3):
+        _creation_step(runner, session)
+    assert len(steps) == 3

@@ -87,3 +87,22 @@ def test_listeners_removed_after_the_block(session):
     session.flush()
     session.rollback()
     assert work.total == 0
+
+
+def test_dags_whose_max_active_runs_flag_was_cleared_are_counted(session):
+    from airflow.models.dag import DagModel
+
+    from airflow_kestra_provider.scheduler.work import LoopWork
+
+    dags = [DagModel(dag_id=f"u{i}", bundle_name="bundle", exceeds_max_non_backfill=True) for i in range(3)]
+    session.add_all(dags)
+    session.flush()
+    work = LoopWork()
+    with work.watching(session):
+        dags[0].exceeds_max_non_backfill = False  # a run ended below max_active_runs
+        dags[1].exceeds_max_non_backfill = True  # still at the limit: no change
+        dags[2].is_paused = True  # some other change
+        session.flush()
+    session.rollback()
+    assert work.dags_unblocked == 1
+    assert work.total == 0
