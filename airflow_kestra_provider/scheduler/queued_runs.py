@@ -34,7 +34,7 @@ from airflow.models.backfill import Backfill, BackfillDagRun
 from airflow.models.dag import DagModel
 from airflow.models.dagrun import DagRun
 from airflow.utils.retries import retry_db_transaction
-from airflow.utils.sqlalchemy import nulls_first, with_row_locks
+from airflow.utils.sqlalchemy import get_dialect_name, nulls_first, with_row_locks
 from airflow.utils.state import DagRunState
 from sqlalchemy import Select, and_, event, false, func, select
 from sqlalchemy.orm import aliased, selectinload
@@ -59,6 +59,23 @@ def any_queued_run_due(session: Session) -> bool:
 @retry_db_transaction
 def lock_queued_runs_to_start(session: Session, limit: int) -> list[DagRun]:
     """Lock up to ``limit`` queued dag runs the scheduler may start, in the stock order (one query)."""
+    return list(session.scalars(_lock_query(session, limit)))
+
+
+# Built once per dialect and limit: building the statement (a correlated count, coalesces, four
+# order terms) cost about as much Python time as loading the run it usually returns.
+_LOCK_QUERIES: dict[tuple[str | None, int], Select[Any]] = {}
+
+
+def _lock_query(session: Session, limit: int) -> Select[Any]:
+    key = (get_dialect_name(session), limit)
+    query = _LOCK_QUERIES.get(key)
+    if query is None:
+        query = _LOCK_QUERIES[key] = _build_lock_query(session, limit)
+    return query
+
+
+def _build_lock_query(session: Session, limit: int) -> Select[Any]:
     running = aliased(DagRun)
     num_running = (
         select(func.count(running.id))
@@ -101,7 +118,7 @@ def lock_queued_runs_to_start(session: Session, limit: int) -> list[DagRun]:
         # those rows with one more query instead of one lazy load per run.
         .options(selectinload(DagRun.dag_model))
     )
-    return list(session.scalars(with_row_locks(query, of=DagRun, session=session, skip_locked=True)))
+    return with_row_locks(query, of=DagRun, session=session, skip_locked=True)
 
 
 def is_running_count_by_dag(statement: Any) -> TypeGuard[Select[Any]]:

@@ -137,6 +137,13 @@ def test_limit_and_a_backfill_at_its_limit(session, runs):
     session.rollback()
 
 
+def test_the_statement_is_built_once_per_limit(session, runs):
+    from airflow_kestra_provider.scheduler.queued_runs import _lock_query
+
+    assert _lock_query(session, 7) is _lock_query(session, 7)
+    assert _lock_query(session, 8) is not _lock_query(session, 7)
+
+
 def test_the_stock_start_step_gets_the_given_runs_inside_the_block_only(session, runs):
     from airflow.models.dagrun import DagRun
 
