@@ -43,17 +43,15 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import ORMExecuteState, Session
 
 
+_ANY_QUEUED_DUE = (
+    select(DagRun.id).where(DagRun.state == DagRunState.QUEUED, DagRun.run_after <= func.now()).limit(1)
+)
+
+
 def any_queued_run_due(session: Session) -> bool:
     """Whether any dag run is queued with ``run_after`` passed: one lookup on the partial index
     of queued runs, far cheaper than the locking query when nothing is queued (most loops)."""
-    return (
-        session.scalar(
-            select(DagRun.id)
-            .where(DagRun.state == DagRunState.QUEUED, DagRun.run_after <= func.now())
-            .limit(1)
-        )
-        is not None
-    )
+    return session.scalar(_ANY_QUEUED_DUE) is not None
 
 
 @retry_db_transaction

@@ -19,7 +19,7 @@ from airflow.models.taskinstance import TaskInstance
 from airflow.models.taskinstancehistory import TaskInstanceHistory
 from airflow.utils.sqlalchemy import with_row_locks
 from airflow.utils.state import DagRunState
-from sqlalchemy import exists, func, select, tuple_, union
+from sqlalchemy import Select, exists, func, select, tuple_, union
 from sqlalchemy.sql import expression
 
 if TYPE_CHECKING:
@@ -28,15 +28,13 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 
-def lock_runs_with_ended_tis(session: Session, limit: int, exclude: Collection[int] = ()) -> list[DagRun]:
-    """Lock up to ``limit`` running dag runs (skipping rows another scheduler holds) that have a task
-    instance whose ``end_date`` is after the run's ``last_scheduling_decision``; one query."""
+def _runs_with_ended_tis() -> Select[tuple[DagRun]]:
     ended_since_decision = exists().where(
         TaskInstance.dag_id == DagRun.dag_id,
         TaskInstance.run_id == DagRun.run_id,
         TaskInstance.end_date > DagRun.last_scheduling_decision,
     )
-    query = (
+    return (
         select(DagRun)
         .join(DagModel, DagModel.dag_id == DagRun.dag_id)
         .where(
@@ -48,8 +46,17 @@ def lock_runs_with_ended_tis(session: Session, limit: int, exclude: Collection[i
             ended_since_decision,
         )
         .order_by(DagRun.last_scheduling_decision)
-        .limit(limit)
     )
+
+
+# Built once (statements are immutable): the scheduler asks in every loop.
+_RUNS_WITH_ENDED_TIS = _runs_with_ended_tis()
+
+
+def lock_runs_with_ended_tis(session: Session, limit: int, exclude: Collection[int] = ()) -> list[DagRun]:
+    """Lock up to ``limit`` running dag runs (skipping rows another scheduler holds) that have a task
+    instance whose ``end_date`` is after the run's ``last_scheduling_decision``; one query."""
+    query = _RUNS_WITH_ENDED_TIS.limit(limit)
     if exclude:
         query = query.where(DagRun.id.not_in(list(exclude)))
     return list(session.scalars(with_row_locks(query, of=DagRun, session=session, skip_locked=True)).unique())
