@@ -34,7 +34,9 @@ and overrides only small methods:
   Within a batch, plain DAGs get their runs from :mod:`.bulk_runs` (one INSERT for the runs, one
   for their task instances); the others go to the stock ``_create_dag_runs``. Their next-run
   fields are then set by the stock ``calculate_dagrun_date_fields``, with each distinct
-  next-run question answered once per batch (:mod:`.next_run_memo`).
+  next-run question answered once per batch (:mod:`.next_run_memo`). With notifications the
+  step runs only when something may have made a DAG ready (``_dag_run_creation_due``), else
+  once per ``[kestra] scheduler_recheck_interval``.
 * ``_start_queued_dagruns``: the stock method with queued runs taken ``[kestra]
   scheduler_dagrun_batch_size`` at a time by :mod:`.queued_runs` (same rows and order, a plan
   that stays cheap while thousands of runs are queued and running), again until the step's own
@@ -447,7 +449,7 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
 
     def _dag_run_creation_due(self) -> bool:
         """Whether this loop looks for DAGs that need a run. The stock loop does in every loop,
-        about once a second when idle: four queries and two commits that find nothing in almost
+        about once a second when idle: three queries and a commit that find nothing in almost
         every loop of a busy scheduler looping on notifications. This one does when something
         may have made a DAG ready before its due time passed: an asset event queued a consumer
         (NOTIFY), a loop cleared a DAG's ``exceeds_max_non_backfill`` (a run ended below
