@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from airflow.models.dagrun import DagRun
     from airflow.serialization.definitions.dag import SerializedDAG
 
 
@@ -22,3 +23,9 @@ class Batch:
     # (dag_id, run_id) of the batch's runs whose task instances are of their DAG's newest
     # version; None until the first run of the batch asks (then one query answers all of them)
     runs_on_newest: set[tuple[str, str]] | None = None
+    # the running runs being examined, by DAG, and their DAGs' active (running or queued,
+    # non-backfill) runs counted by one query when the first of them ends; the runs of the batch
+    # that had ended by then (the count already left them out)
+    examined: dict[str, list[DagRun]] = field(default_factory=dict)
+    active_runs: dict[str, int] | None = None
+    ended_before_count: frozenset[int] = frozenset()

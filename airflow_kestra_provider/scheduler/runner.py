@@ -46,7 +46,9 @@ and overrides only small methods:
   order with runs a finished task instance is waiting on (:mod:`.running_runs`), so finishing
   runs are never starved by bulk creation. Each batch's ``dag`` rows, and the task instances
   every run's decision reads, are loaded with one query each first (``_examine_batch``,
-  :mod:`.examined_tis`).
+  :mod:`.examined_tis`). The runs of a batch that end count their DAGs' active runs (for
+  ``exceeds_max_non_backfill``) with one query for the batch, not one per run
+  (``_set_exceeds_max_active_runs``).
 * ``_run_scheduler_loop``: only opens the LISTEN connection around the stock loop, after
   raising the garbage collector's threshold (``[kestra] scheduler_gc_threshold``).
 
@@ -67,6 +69,8 @@ from typing import TYPE_CHECKING, Any
 from airflow._shared.timezones import timezone
 from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
 from airflow.models.dagrun import DagRun
+from airflow.utils.state import State
+from airflow.utils.types import DagRunType
 
 from airflow_kestra_provider import metrics, settings
 from airflow_kestra_provider.scheduler import (
@@ -109,6 +113,11 @@ def set_gc_threshold(threshold: int) -> None:
     if threshold:
         gc.set_threshold(threshold, *gc.get_threshold()[1:])
         log.info("Kestra scheduler: garbage collector thresholds %s", gc.get_threshold())
+
+
+def _ended(run: DagRun) -> bool:
+    """A non-backfill run in a finished state: one ``active_runs_of_dags`` no longer counts."""
+    return run.state in State.finished_dr_states and run.run_type != DagRunType.BACKFILL_JOB
 
 
 class KestraSchedulerJobRunner(SchedulerJobRunner):
@@ -605,8 +614,10 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         own query. The session only keeps objects something refers to: hold the rows until the
         batch is done. Each run's decision then reads its task instances from
         :mod:`.examined_tis` instead of one query per run."""
-        self._begin_batch()
-        dag_models = running_runs.load_dag_models({run.dag_id for run in batch}, session)
+        examined = self._begin_batch().examined
+        for run in batch:
+            examined.setdefault(run.dag_id, []).append(run)
+        dag_models = running_runs.load_dag_models(examined.keys(), session)
         tis = examined_tis.load_task_instances(batch, session)
         with examined_tis.serving(batch, tis, session):
             callbacks = super()._schedule_all_dag_runs(guard, batch, session)
@@ -631,6 +642,29 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
             return True
         examined_tis.forget(dag_run)  # verify_integrity may add task instances: read them anew
         return super()._verify_integrity_if_dag_changed(dag_run, session)
+
+    def _set_exceeds_max_active_runs(
+        self, *, dag_model: DagModel, active_non_backfill_runs: int | None = None, session: Session
+    ) -> None:
+        """Stock counts the DAG's active runs with one query per run that ends. While a batch is
+        examined, the first run that ends counts them for every DAG of the batch (one query, with
+        that run's end flushed); for a later one, the runs of its DAG in the batch that ended
+        since are taken off that count. The comparison is the stock one."""
+        batch = self._batch
+        runs = batch.examined.get(dag_model.dag_id)
+        if active_non_backfill_runs is None and runs is not None:
+            if batch.active_runs is None:
+                batch.active_runs = DagRun.active_runs_of_dags(
+                    dag_ids=batch.examined.keys(), exclude_backfill=True, session=session
+                )
+                batch.ended_before_count = frozenset(
+                    run.id for dag_runs in batch.examined.values() for run in dag_runs if _ended(run)
+                )
+            ended_since = sum(1 for run in runs if run.id not in batch.ended_before_count and _ended(run))
+            active_non_backfill_runs = batch.active_runs.get(dag_model.dag_id, 0) - ended_since
+        super()._set_exceeds_max_active_runs(
+            dag_model=dag_model, active_non_backfill_runs=active_non_backfill_runs, session=session
+        )
 
     def _begin_batch(self, dags: dict[str, SerializedDAG] | None = None) -> Batch:
         """A new :class:`~.batch.Batch` (with ``dags`` already loaded): the previous batch's

@@ -648,3 +648,85 @@ def test_prefetched_task_instances_answer_one_read_per_run_and_nothing_else(runn
         assert all("get_task_instances" not in run.__dict__ for run in runs)
     finally:
         event.remove(settings.engine, "before_cursor_execute", record)
+
+
+def _examine_runs_that_end(runner, session, prefix: str) -> tuple[dict[str, bool], int]:
+    """Three due DAGs with more running runs, examined as one batch in which most runs end:
+    (each DAG's ``exceeds_max_non_backfill`` afterwards, the active-run count queries sent)."""
+    from airflow import settings
+    from airflow.models.dag import DagModel
+    from airflow.models.dagrun import DagRun
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.state import DagRunState
+    from airflow.utils.types import DagRunTriggeredByType, DagRunType
+    from sqlalchemy import event, select, update
+
+    ids = [f"{prefix}_{i}" for i in range(3)]
+    _bulk_created(runner, session, ids)
+    with prohibit_commit(session) as guard:
+        runner._start_queued_dagruns(session)
+        guard.commit()
+    # In examining order, after the scheduled runs: an operator-triggered run that ends (no count
+    # follows its end), a manual one that ends (a count follows), and manual ones that go on.
+    extra = [
+        (ids[1], DagRunType.OPERATOR_TRIGGERED, "ends"),
+        (ids[1], DagRunType.MANUAL, "ends"),
+        (ids[1], DagRunType.MANUAL, "runs"),
+        (ids[0], DagRunType.MANUAL, "runs"),
+    ]
+    for n, (dag_id, run_type, _) in enumerate(extra):
+        runner.dag_cache.get_latest(dag_id, session).create_dagrun(
+            run_id=f"extra_{n}",
+            run_after=START,
+            run_type=run_type,
+            triggered_by=DagRunTriggeredByType.TEST,
+            state=DagRunState.RUNNING,
+            session=session,
+        )
+    for dag_id, limit in zip(ids, (1, 2, 1), strict=True):
+        session.get(DagModel, dag_id).max_active_runs = limit
+    going_on = [f"extra_{n}" for n, (_, _, fate) in enumerate(extra) if fate == "runs"]
+    session.execute(
+        update(TaskInstance)
+        .where(TaskInstance.dag_id.in_(ids), TaskInstance.run_id.not_in(going_on))
+        .values(state="success", start_date=START, end_date=START)
+    )
+    session.commit()
+
+    counts: list[str] = []
+
+    def record(conn, cursor, statement, *args) -> None:
+        if "count(" in statement and "dag_run.run_type" in statement:
+            counts.append(statement)
+
+    event.listen(settings.engine, "before_cursor_execute", record)
+    try:
+        with prohibit_commit(session) as guard:
+            batch = list(session.scalars(select(DagRun).where(DagRun.dag_id.in_(ids)).order_by(DagRun.id)))
+            assert len(batch) == 7
+            runner._examine_batch(guard, batch, session)
+            guard.commit()
+    finally:
+        event.remove(settings.engine, "before_cursor_execute", record)
+    states = session.execute(select(DagRun.run_id, DagRun.state).where(DagRun.dag_id.in_(ids))).all()
+    assert sorted(run_id for run_id, state in states if state == "running") == going_on
+    models = session.scalars(select(DagModel).where(DagModel.dag_id.in_(ids)))
+    return {m.dag_id.removeprefix(prefix): m.exceeds_max_non_backfill for m in models}, len(counts)
+
+
+def test_runs_ending_in_one_batch_count_their_dags_active_runs_with_one_query(runner, session):
+    """Stock counts a DAG's active runs with one query per run that ends, to set
+    ``exceeds_max_non_backfill``. Ours counts once per examined batch and sets the same flags,
+    also when a run of the DAG ended between two counts without a count of its own."""
+    import functools
+
+    from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
+
+    ours, our_counts = _examine_runs_that_end(runner, session, "bulk_active_ours")
+    runner._set_exceeds_max_active_runs = functools.partial(
+        SchedulerJobRunner._set_exceeds_max_active_runs, runner
+    )
+    stock, stock_counts = _examine_runs_that_end(runner, session, "bulk_active_stock")
+    assert stock == {"_0": True, "_1": False, "_2": False}
+    assert ours == stock
+    assert (our_counts, stock_counts) == (1, 4)
