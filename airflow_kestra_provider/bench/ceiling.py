@@ -11,10 +11,16 @@ Per stack, on a fresh throw-away stack:
    first to last end), and the p50 latency stayed under a limit: ``BACKLOG_P50`` s for the
    throughput ceiling (a p50 that high means a backlog grew during the step), ``FAST_P50`` s
    for the fast ceiling (the highest rate served with p50 under 1 s).
+
+With ``cpu_rounds`` above 1, the CPU step is taken again on a fresh stack each time, in rounds
+that alternate the order of the stacks (A B, then B A, then A B ...), so that a machine whose
+speed drifts during the run does not favour the stack measured first; the CPU per run reported
+is the median of the rounds, and every round's total is kept.
 """
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -80,10 +86,7 @@ def stack_ceiling(
     drain_timeout: float,
     quiet: bool,
 ) -> dict[str, Any]:
-    probe = _probe(stack, target)
-    spec = LoadSpec(target.dag_id, cpu_rate, duration, warmup, drain_timeout)
-    bar = ProgressBar(f"  {name} CPU at {cpu_rate:g}/s", quiet=quiet)
-    cpu_step = run_load(spec, target.trigger, target.collector, bar, cpu_probe=probe.sample).to_dict()
+    cpu_step = stack_cpu_step(stack, target, name, duration, warmup, cpu_rate, drain_timeout, quiet)
     steps: list[dict[str, Any]] = []
     for rate in sorted(rates):
         if steps and not keeps_up(steps[-1]):
@@ -98,8 +101,31 @@ def stack_ceiling(
         "fast_ceiling": ceiling_of(steps, FAST_P50),
         "cpu_rate": cpu_rate,
         "cpu_step": cpu_step,
+        "cpu_steps": [cpu_step],
         "steps": steps,
     }
+
+
+def stack_cpu_step(
+    stack: AirflowStack,
+    target: Target,
+    name: str,
+    duration: float,
+    warmup: float,
+    cpu_rate: float,
+    drain_timeout: float,
+    quiet: bool,
+) -> dict[str, Any]:
+    """The CPU step: load at ``cpu_rate`` with every component's CPU sampled."""
+    probe = _probe(stack, target)
+    spec = LoadSpec(target.dag_id, cpu_rate, duration, warmup, drain_timeout)
+    bar = ProgressBar(f"  {name} CPU at {cpu_rate:g}/s", quiet=quiet)
+    return run_load(spec, target.trigger, target.collector, bar, cpu_probe=probe.sample).to_dict()
+
+
+def round_orders(stacks: Sequence[str], rounds: int) -> list[list[str]]:
+    """The order of the stacks in each CPU round: as given, then reversed, and so on."""
+    return [list(stacks) if n % 2 == 0 else list(reversed(stacks)) for n in range(rounds)]
 
 
 def ceiling(
@@ -112,12 +138,14 @@ def ceiling(
     drain_timeout: float,
     out: Path,
     log: Log,
+    cpu_rounds: int = 1,
 ) -> dict[str, Any]:
     started = time.time()
     info = machine_info()
     results = []
+    orders = round_orders(plan.stacks, cpu_rounds)
     with bench_site(plan, log) as site:
-        for name in plan.stacks:
+        for name in orders[0]:
             with site.stack(name, f"ceiling_{name}", dag_id) as (stack, target):
                 results.append(
                     stack_ceiling(
@@ -125,6 +153,16 @@ def ceiling(
                     )
                 )
             log(f"{name}: ceiling {results[-1]['ceiling']} runs/s")
+        by_name = {r["stack"]: r for r in results}
+        for number, order in enumerate(orders[1:], start=2):
+            for name in order:
+                label = f"ceiling_{name}_cpu{number}"
+                with site.stack(name, label, dag_id, prefix=f"CPU round {number}: ") as (stack, target):
+                    by_name[name]["cpu_steps"].append(
+                        stack_cpu_step(
+                            stack, target, name, duration, warmup, cpu_rate, drain_timeout, plan.quiet
+                        )
+                    )
     report = {
         "kind": "ceiling",
         "dag_id": dag_id,
@@ -132,6 +170,7 @@ def ceiling(
         "duration": duration,
         "warmup": warmup,
         "cpu_rate": cpu_rate,
+        "cpu_rounds": [list(order) for order in orders],
         "keep_up": {
             "share_of_rate": KEEP_UP_SHARE,
             "p50_below_seconds": BACKLOG_P50,
@@ -161,9 +200,21 @@ ROOT_PART, TASKS_PART, OTHER_PART = ": root process", ": task processes", ": oth
 
 
 def _cpu_components(result: Mapping[str, Any]) -> dict[str, float | None]:
+    """CPU-s per run by component, each the median over the CPU steps of the rounds (one value
+    per step: see :func:`_step_components`)."""
+    per_step = [_step_components(step) for step in result.get("cpu_steps") or [result["cpu_step"]]]
+    found: dict[str, float | None] = {}
+    for name in [n for step in per_step for n in step]:
+        if name not in found:
+            values = [v for step in per_step if (v := step.get(name)) is not None]
+            found[name] = statistics.median(values) if values else None
+    return found
+
+
+def _step_components(cpu_step: Mapping[str, Any]) -> dict[str, float | None]:
     """CPU-s per run by component (trees of the same kind added up), each tree that reaped
     processes (task processes) followed by its three parts, and the total."""
-    cpu = result["cpu_step"].get("cpu") or {}
+    cpu = cpu_step.get("cpu") or {}
     found: dict[str, float | None] = {}
 
     def add(name: str, value: float | None) -> None:
@@ -240,11 +291,32 @@ def ceiling_markdown(report: Mapping[str, Any]) -> str:
         )
         for name in [*names, "total"]
     ]
+    rounds = report.get("cpu_rounds") or [[r["stack"] for r in results]]
+    median_of = f", median of {len(rounds)} rounds" if len(rounds) > 1 else ""
     parts.append(
-        f"\nCPU per run by component at {report['cpu_rate']:g} runs/s (process trees; a tree that ran "
+        f"\nCPU per run by component at {report['cpu_rate']:g} runs/s{median_of} (process trees; a tree that ran "
         "tasks is followed by its parts: its root process, the task processes that ended, and its other "
         "processes, such as executor workers or runners):\n\n" + markdown(("component", *per_stack), cpu_rows)
     )
+    if len(rounds) > 1:
+        by_name = {r["stack"]: r["cpu_steps"] for r in results}
+        round_rows = [
+            (
+                f"{number} ({', '.join(order)})",
+                *(
+                    fmt_cpu(_step_components(by_name[s][number - 1])["total"])
+                    if len(by_name[s]) >= number
+                    else "-"
+                    for s in per_stack
+                ),
+            )
+            for number, order in enumerate(rounds, start=1)
+        ]
+        parts.append(
+            "\nCPU per run in each round (the order of the stacks in brackets; each CPU step on a fresh "
+            "stack, those of the first round before the ladder):\n\n"
+            + markdown(("round", *per_stack), round_rows)
+        )
     ladder_rows = []
     for r in results:
         for s in r["steps"]:
