@@ -52,6 +52,7 @@ BULK_RUNS = "airflow_kestra_provider/scheduler/bulk_runs.py"
 DUE_DAGS = "airflow_kestra_provider/scheduler/due_dags.py"
 QUEUED_RUNS = "airflow_kestra_provider/scheduler/queued_runs.py"
 EXAMINED_TIS = "airflow_kestra_provider/scheduler/examined_tis.py"
+SHORT_CIRCUITED = "airflow_kestra_provider/scheduler/short_circuited.py"
 RUNNING_RUNS = "airflow_kestra_provider/scheduler/running_runs.py"
 DAG_CACHE = "airflow_kestra_provider/scheduler/dag_cache.py"
 CRON = "airflow_kestra_provider/scheduler/cron_descriptions.py"
@@ -241,9 +242,9 @@ SEAMS: tuple[Seam, ...] = (
     ),
     Seam(
         "airflow.jobs.scheduler_job_runner.SchedulerJobRunner._schedule_dag_run",
-        "relied-on",
-        (RUNNER, EXAMINED_TIS, RUNNING_RUNS),
-        "Per run: get_dag_for_run, DM.get_dagmodel (session.get of a row we preloaded), _verify_integrity_if_dag_changed only without bundle_version, then update_state (which reads get_task_instances), then _set_exceeds_max_active_runs without a count for a non-backfill run that ended.",
+        "override",
+        (RUNNER, EXAMINED_TIS, RUNNING_RUNS, SHORT_CIRCUITED),
+        "Ours calls stock again at once while its schedule_tis set EmptyOperator TIs to success and the run is still running. Per run, stock does: get_dag_for_run, DM.get_dagmodel (session.get of a row we preloaded), _verify_integrity_if_dag_changed only without bundle_version, then update_state (which reads get_task_instances), then _set_exceeds_max_active_runs without a count for a non-backfill run that ended.",
         params=("self", "dag_run", "session"),
         fingerprint="5ef43bfc3621d8f4c15646c9b4be0b82d4eb5068a0f78eeb59467c790cc3c1f3",
     ),
@@ -376,6 +377,12 @@ SEAMS: tuple[Seam, ...] = (
         params=("dag_ids", "exclude_backfill", "session"),
     ),
     Seam(
+        "airflow.models.taskinstance.TaskInstance.is_schedulable",
+        "call",
+        (SHORT_CIRCUITED,),
+        "Read per TI handed to schedule_tis: false for the trivial EmptyOperators that schedule_tis sets to success.",
+    ),
+    Seam(
         "airflow.models.dagrun.DagRun.get_task_instances",
         "patch",
         (EXAMINED_TIS,),
@@ -440,9 +447,9 @@ SEAMS: tuple[Seam, ...] = (
     ),
     Seam(
         "airflow.models.dagrun.DagRun.schedule_tis",
-        "relied-on",
-        (WORK,),
-        "Sets TI states with ORM UPDATEs of TaskInstance, which LoopWork counts as work through do_orm_execute.",
+        "patch",
+        (WORK, SHORT_CIRCUITED),
+        "Sets TI states with ORM UPDATEs of TaskInstance (synchronize_session=False), which LoopWork counts as work through do_orm_execute; trivial EmptyOperators (not is_schedulable) go straight to success. Set on each examined run (instance attribute) to note the TIs handed over when one of them is short-circuited, then calls the stock method.",
         params=("self", "schedulable_tis", "session", "max_tis_per_query"),
         fingerprint="b640d1cd2b459f3202317771dd1f01c397551edfb748aa81607b2f440b5fc1f3",
     ),

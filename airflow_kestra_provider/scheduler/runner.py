@@ -69,7 +69,7 @@ from typing import TYPE_CHECKING, Any
 from airflow._shared.timezones import timezone
 from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
 from airflow.models.dagrun import DagRun
-from airflow.utils.state import State
+from airflow.utils.state import DagRunState, State
 from airflow.utils.types import DagRunType
 
 from airflow_kestra_provider import metrics, settings
@@ -82,6 +82,7 @@ from airflow_kestra_provider.scheduler import (
     queued_runs,
     running_runs,
     scheduled_tis,
+    short_circuited,
 )
 from airflow_kestra_provider.scheduler.batch import Batch
 from airflow_kestra_provider.scheduler.batching import take_in_batches
@@ -619,10 +620,29 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
             examined.setdefault(run.dag_id, []).append(run)
         dag_models = running_runs.load_dag_models(examined.keys(), session)
         tis = examined_tis.load_task_instances(batch, session)
-        with examined_tis.serving(batch, tis, session):
+        with examined_tis.serving(batch, tis, session), short_circuited.watching(batch):
             callbacks = super()._schedule_all_dag_runs(guard, batch, session)
         del dag_models  # held until here on purpose
         return callbacks
+
+    def _schedule_dag_run(self, dag_run: DagRun, session: Session) -> DagCallbackRequest | None:
+        """The stock examination, done again at once while it set EmptyOperator task instances to
+        ``success`` on the spot and the run is still running (:mod:`.short_circuited`): what
+        follows them is decided in this loop, not the next, and a run they end is marked
+        finished now. Each pass ends at least one more task instance, so there are at most as
+        many passes as the DAG has tasks."""
+        callback = super()._schedule_dag_run(dag_run, session)
+        passes_left = len(getattr(dag_run.dag, "task_dict", ()))
+        while passes_left > 0 and dag_run.state == DagRunState.RUNNING:
+            handed = short_circuited.take(dag_run)
+            if not handed:
+                break
+            session.flush()  # nothing pending is lost by the expiry below
+            for ti in handed:  # the UPDATE changed their rows: read them anew
+                session.expire(ti)
+            passes_left -= 1
+            callback = super()._schedule_dag_run(dag_run, session) or callback
+        return callback
 
     def _verify_integrity_if_dag_changed(self, dag_run: DagRun, session: Session) -> bool:
         """The stock method, with the DAG's newest version taken from the batch's one query

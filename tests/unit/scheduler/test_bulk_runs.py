@@ -544,6 +544,8 @@ def test_starting_runs_with_none_queued_is_one_small_query(runner, session):
 def test_examining_a_batch_reads_its_task_instances_with_one_query_and_decides_as_stock(runner, session):
     """The stock decision reads each run's task instances with a query of its own; ours reads the
     batch's in one query. Same starting states, same outcome: run states and TI states match."""
+    import functools
+
     from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
     from airflow.models.dagrun import DagRun
     from airflow.models.taskinstance import TaskInstance
@@ -584,6 +586,9 @@ def test_examining_a_batch_reads_its_task_instances_with_one_query_and_decides_a
         ]
         return ti_reads, run_states, ti_states
 
+    # These DAGs are EmptyOperators: one examination each, without the immediate re-examination
+    # (test_emptyoperator_hops_are_decided_in_the_same_examination), which reads them again.
+    runner._schedule_dag_run = functools.partial(SchedulerJobRunner._schedule_dag_run, runner)
     _bulk_created(
         runner, session, [f"bulk_stock_tis_{i}" for i in range(4)] + [f"bulk_ours_tis_{i}" for i in range(4)]
     )
@@ -722,6 +727,8 @@ def test_runs_ending_in_one_batch_count_their_dags_active_runs_with_one_query(ru
 
     from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
 
+    # Runs of EmptyOperator DAGs that must go on: no immediate re-examination, which would end them.
+    runner._schedule_dag_run = functools.partial(SchedulerJobRunner._schedule_dag_run, runner)
     ours, our_counts = _examine_runs_that_end(runner, session, "bulk_active_ours")
     runner._set_exceeds_max_active_runs = functools.partial(
         SchedulerJobRunner._set_exceeds_max_active_runs, runner
@@ -730,3 +737,79 @@ def test_runs_ending_in_one_batch_count_their_dags_active_runs_with_one_query(ru
     assert stock == {"_0": True, "_1": False, "_2": False}
     assert ours == stock
     assert (our_counts, stock_counts) == (1, 4)
+
+
+def _empty_hops_dag(dag_id: str, *, one_task: bool):
+    from airflow.providers.standard.operators.bash import BashOperator
+    from airflow.providers.standard.operators.empty import EmptyOperator
+    from airflow.sdk import DAG
+
+    with DAG(dag_id, schedule="@daily", start_date=START, catchup=False) as dag:
+        if one_task:
+            EmptyOperator(task_id="only")
+        else:
+            first, second = EmptyOperator(task_id="first"), EmptyOperator(task_id="second")
+            work, end = BashOperator(task_id="work", bash_command="true"), EmptyOperator(task_id="end")
+            first >> second >> work >> end
+    return dag
+
+
+def _states_after_examining(runner, session, prefix: str, times: int) -> list[dict[str, str | None]]:
+    """Two running runs (a one-task EmptyOperator DAG; EmptyOperator, EmptyOperator, Bash,
+    EmptyOperator in a chain), each examined ``times`` times (one batch each time): per
+    examination, the run states and task-instance states."""
+    from airflow.models.dag import DagModel
+    from airflow.models.dagrun import DagRun
+    from airflow.models.taskinstance import TaskInstance
+    from sqlalchemy import select
+
+    ids = {f"{prefix}_one": True, f"{prefix}_chain": False}
+    models = [register_dag(session, _empty_hops_dag(dag_id, one_task=one)) for dag_id, one in ids.items()]
+    for model in models:
+        _reset_next_run(runner, session, model)
+    with prohibit_commit(session) as guard:
+        runner._create_timed_runs([session.get(DagModel, m.dag_id) for m in models], guard, session)
+        guard.commit()
+        runner._start_queued_dagruns(session)
+        guard.commit()
+    seen = []
+    for _ in range(times):
+        with prohibit_commit(session) as guard:
+            batch = list(
+                session.scalars(select(DagRun).where(DagRun.dag_id.in_(ids)).order_by(DagRun.dag_id))
+            )
+            runner._examine_batch(guard, batch, session)
+        session.expire_all()
+        states = {
+            run.dag_id.removeprefix(prefix): run.state
+            for run in session.scalars(select(DagRun).where(DagRun.dag_id.in_(ids)))
+        }
+        tis = session.execute(
+            select(TaskInstance.dag_id, TaskInstance.task_id, TaskInstance.state).where(
+                TaskInstance.dag_id.in_(ids)
+            )
+        )
+        states |= {f"{dag_id.removeprefix(prefix)}.{task_id}": state for dag_id, task_id, state in tis}
+        seen.append(states)
+    return seen
+
+
+def test_emptyoperator_hops_are_decided_in_the_same_examination(runner, session):
+    """Stock sets an EmptyOperator's task instance to success in one examination and moves on
+    from it in the next (a loop later); ours examines the run again at once: the same states,
+    in fewer examinations."""
+    import functools
+
+    from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
+
+    ours = _states_after_examining(runner, session, "hops_ours", 1)
+    runner._schedule_dag_run = functools.partial(SchedulerJobRunner._schedule_dag_run, runner)
+    stock = _states_after_examining(runner, session, "hops_stock", 3)
+    assert ours[0] == {
+        "_one": "success", "_one.only": "success",
+        "_chain": "running", "_chain.first": "success", "_chain.second": "success",
+        "_chain.work": "scheduled", "_chain.end": None,
+    }  # fmt: skip
+    assert stock[0]["_one"] == "running" and stock[0]["_chain.second"] is None
+    assert stock[-1] == ours[0]  # three stock examinations to get there
+    assert stock[-2] != ours[0]
