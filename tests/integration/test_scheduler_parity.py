@@ -30,6 +30,7 @@ HERE = Path(__file__).resolve().parent
 MANUAL = {
     "parity_retries": None,
     "parity_fan": None,
+    "parity_empty_hops": None,
     "parity_mapped": None,
     "parity_producer": None,
     "parity_conf": {"n": 5},
@@ -201,6 +202,14 @@ def test_the_dags_did_what_they_are_for(outcomes):
         ("join_one_success", "success"),
         ("join_all_success", "upstream_failed"),
         ("join_none_failed", "upstream_failed"),
+    }
+    assert {(task, state) for task, _, state, _ in tis_of("parity_empty_hops")} == {
+        ("start", "success"),
+        ("middle", "success"),
+        ("work", "success"),
+        ("broken", "failed"),
+        ("after_all_done", "success"),
+        ("after_all_success", "upstream_failed"),
     }
     assert {(t, m, s) for t, m, s, _ in tis_of("parity_mapped") if t == "double"} == {
         ("double", i, "success") for i in range(3)

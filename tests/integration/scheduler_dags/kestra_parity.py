@@ -93,6 +93,25 @@ def parity_fan():
         branches >> join
 
 
+# EmptyOperators, which the scheduler sets to success itself: two in a row at the start, one that
+# runs whatever its upstream did, one that an upstream failure stops.
+@dag(dag_id="parity_empty_hops", schedule=None)
+def parity_empty_hops():
+    @task
+    def work() -> None:
+        return None
+
+    @task
+    def broken() -> None:
+        raise RuntimeError("fails on purpose")
+
+    start, middle = EmptyOperator(task_id="start"), EmptyOperator(task_id="middle")
+    branches = [work(), broken()]
+    start >> middle >> branches
+    branches >> EmptyOperator(task_id="after_all_done", trigger_rule="all_done")
+    branches >> EmptyOperator(task_id="after_all_success")
+
+
 @dag(dag_id="parity_mapped", schedule=None)
 def parity_mapped():
     @task
@@ -142,6 +161,7 @@ for _factory in (
     parity_cron,
     parity_retries,
     parity_fan,
+    parity_empty_hops,
     parity_mapped,
     parity_producer,
     parity_consumer,
