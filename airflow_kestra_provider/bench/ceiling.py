@@ -12,10 +12,10 @@ Per stack, on a fresh throw-away stack:
    throughput ceiling (a p50 that high means a backlog grew during the step), ``FAST_P50`` s
    for the fast ceiling (the highest rate served with p50 under 1 s).
 
-With ``cpu_rounds`` above 1, the CPU step is taken again on a fresh stack each time, in rounds
-that alternate the order of the stacks (A B, then B A, then A B ...), so that a machine whose
-speed drifts during the run does not favour the stack measured first; the CPU per run reported
-is the median of the rounds, and every round's total is kept.
+With ``cpu_repeats`` above 1, the CPU step is taken that many times per stack, each time on a
+fresh stack, the order of the stacks reversed each time (A B, then B A, then A B ...), so that a
+machine whose speed drifts during the run does not favour the stack measured first; the CPU per
+run reported is the median of the steps, and every step's total is kept.
 """
 
 from __future__ import annotations
@@ -123,9 +123,9 @@ def stack_cpu_step(
     return run_load(spec, target.trigger, target.collector, bar, cpu_probe=probe.sample).to_dict()
 
 
-def round_orders(stacks: Sequence[str], rounds: int) -> list[list[str]]:
-    """The order of the stacks in each CPU round: as given, then reversed, and so on."""
-    return [list(stacks) if n % 2 == 0 else list(reversed(stacks)) for n in range(rounds)]
+def stack_orders(stacks: Sequence[str], repeats: int) -> list[list[str]]:
+    """The order of the stacks for each repeat of the CPU step: as given, then reversed, and so on."""
+    return [list(stacks) if n % 2 == 0 else list(reversed(stacks)) for n in range(repeats)]
 
 
 def ceiling(
@@ -138,12 +138,12 @@ def ceiling(
     drain_timeout: float,
     out: Path,
     log: Log,
-    cpu_rounds: int = 1,
+    cpu_repeats: int = 1,
 ) -> dict[str, Any]:
     started = time.time()
     info = machine_info()
     results = []
-    orders = round_orders(plan.stacks, cpu_rounds)
+    orders = stack_orders(plan.stacks, cpu_repeats)
     with bench_site(plan, log) as site:
         for name in orders[0]:
             with site.stack(name, f"ceiling_{name}", dag_id) as (stack, target):
@@ -157,7 +157,7 @@ def ceiling(
         for number, order in enumerate(orders[1:], start=2):
             for name in order:
                 label = f"ceiling_{name}_cpu{number}"
-                with site.stack(name, label, dag_id, prefix=f"CPU round {number}: ") as (stack, target):
+                with site.stack(name, label, dag_id, prefix=f"CPU step {number}: ") as (stack, target):
                     by_name[name]["cpu_steps"].append(
                         stack_cpu_step(
                             stack, target, name, duration, warmup, cpu_rate, drain_timeout, plan.quiet
@@ -170,7 +170,7 @@ def ceiling(
         "duration": duration,
         "warmup": warmup,
         "cpu_rate": cpu_rate,
-        "cpu_rounds": [list(order) for order in orders],
+        "cpu_orders": [list(order) for order in orders],
         "keep_up": {
             "share_of_rate": KEEP_UP_SHARE,
             "p50_below_seconds": BACKLOG_P50,
@@ -200,7 +200,7 @@ ROOT_PART, TASKS_PART, OTHER_PART = ": root process", ": task processes", ": oth
 
 
 def _cpu_components(result: Mapping[str, Any]) -> dict[str, float | None]:
-    """CPU-s per run by component, each the median over the CPU steps of the rounds (one value
+    """CPU-s per run by component, each the median over the CPU steps (one value
     per step: see :func:`_step_components`)."""
     per_step = [_step_components(step) for step in result.get("cpu_steps") or [result["cpu_step"]]]
     found: dict[str, float | None] = {}
@@ -291,16 +291,16 @@ def ceiling_markdown(report: Mapping[str, Any]) -> str:
         )
         for name in [*names, "total"]
     ]
-    rounds = report.get("cpu_rounds") or [[r["stack"] for r in results]]
-    median_of = f", median of {len(rounds)} rounds" if len(rounds) > 1 else ""
+    orders = report.get("cpu_orders") or [[r["stack"] for r in results]]
+    median_of = f", median of {len(orders)} CPU steps" if len(orders) > 1 else ""
     parts.append(
         f"\nCPU per run by component at {report['cpu_rate']:g} runs/s{median_of} (process trees; a tree that ran "
         "tasks is followed by its parts: its root process, the task processes that ended, and its other "
         "processes, such as executor workers or runners):\n\n" + markdown(("component", *per_stack), cpu_rows)
     )
-    if len(rounds) > 1:
+    if len(orders) > 1:
         by_name = {r["stack"]: r["cpu_steps"] for r in results}
-        round_rows = [
+        step_rows = [
             (
                 f"{number} ({', '.join(order)})",
                 *(
@@ -310,12 +310,12 @@ def ceiling_markdown(report: Mapping[str, Any]) -> str:
                     for s in per_stack
                 ),
             )
-            for number, order in enumerate(rounds, start=1)
+            for number, order in enumerate(orders, start=1)
         ]
         parts.append(
-            "\nCPU per run in each round (the order of the stacks in brackets; each CPU step on a fresh "
-            "stack, those of the first round before the ladder):\n\n"
-            + markdown(("round", *per_stack), round_rows)
+            "\nCPU per run at each CPU step (in brackets, the order in which the stacks took it; every step "
+            "on a fresh stack, the first one before the ladder):\n\n"
+            + markdown(("CPU step", *per_stack), step_rows)
         )
     ladder_rows = []
     for r in results:

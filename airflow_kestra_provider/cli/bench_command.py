@@ -280,13 +280,13 @@ def bench_ceiling(args: argparse.Namespace) -> None:
     warmup = _positive("--warmup", args.warmup, allow_zero=True)
     cpu_rate = _positive("--cpu-rate", args.cpu_rate)
     drain = _positive("--drain-timeout", args.drain_timeout)
-    cpu_rounds = args.cpu_rounds
-    if cpu_rounds < 1:
-        raise BenchUsageError(f"--cpu-rounds must be >= 1, got {cpu_rounds}")
+    cpu_repeats = args.cpu_repeats
+    if cpu_repeats < 1:
+        raise BenchUsageError(f"--cpu-repeats must be >= 1, got {cpu_repeats}")
     plan = _plan(args, example_dags_folder)
     out = Path(args.out)
     report = ceiling(
-        plan, args.dag, rates, duration, warmup, cpu_rate, drain, out, _log, cpu_rounds=cpu_rounds
+        plan, args.dag, rates, duration, warmup, cpu_rate, drain, out, _log, cpu_repeats=cpu_repeats
     )
     _print_rows(ceiling_rows(report), args)
     _log(f"wrote {out / 'ceiling.md'}, {out / 'ceiling.png'} and {out / 'ceiling.json'}")

@@ -208,12 +208,12 @@ ARG_BENCH_CEILING_CPU_RATE = Arg(
     default=5.0,
     help="Rate of the step whose CPU per run is reported, before the ladder (default 5)",
 )
-ARG_BENCH_CEILING_CPU_ROUNDS = Arg(
-    ("--cpu-rounds",),
+ARG_BENCH_CEILING_CPU_REPEATS = Arg(
+    ("--cpu-repeats",),
     type=int,
     default=1,
-    help="Times the CPU step is taken, each on a fresh stack, the order of the stacks reversed every "
-    "round (A B, B A, ...); the CPU per run reported is the median (default 1)",
+    help="Times the CPU step is taken per stack, each time on a fresh stack, the order of the stacks "
+    "reversed each time (A B, B A, ...); the CPU per run reported is the median (default 1)",
 )
 ARG_BENCH_CEILING_DRAIN = Arg(
     ("--drain-timeout",),
@@ -369,7 +369,7 @@ BENCH_COMMANDS = (
             ARG_BENCH_CEILING_DURATION,
             ARG_BENCH_WARMUP,
             ARG_BENCH_CEILING_CPU_RATE,
-            ARG_BENCH_CEILING_CPU_ROUNDS,
+            ARG_BENCH_CEILING_CPU_REPEATS,
             ARG_BENCH_CEILING_DRAIN,
             ARG_BENCH_CEILING_OUT,
             ARG_OUTPUT,

@@ -186,7 +186,7 @@ def test_three_stack_flavours():
         (["ceiling", "--out", "x", "--rate", "2", "--rate", "-3"], "rate must be > 0, got -3.0"),
         (["compare", "--out", "x", "--rate", "0"], "rate must be > 0, got 0.0"),
         (["ceiling", "--out", "x", "--cpu-rate", "0"], "--cpu-rate must be > 0"),
-        (["ceiling", "--out", "x", "--cpu-rounds", "0"], "--cpu-rounds must be >= 1, got 0"),
+        (["ceiling", "--out", "x", "--cpu-repeats", "0"], "--cpu-repeats must be >= 1, got 0"),
         (["ceiling", "--out", "x", "--stacks", "stock,celery"], "--stacks takes a comma-separated subset"),
     ],
 )

@@ -5,7 +5,7 @@ from airflow_kestra_provider.bench.ceiling import (
     ceiling_of,
     ceiling_rows,
     keeps_up,
-    round_orders,
+    stack_orders,
 )
 
 
@@ -92,16 +92,16 @@ def test_a_tree_that_ran_tasks_is_split_into_root_tasks_and_other_processes():
     assert "| postgres: root process" not in "\n".join(lines)  # nothing reaped: no parts
 
 
-def test_cpu_rounds_alternate_the_order_of_the_stacks():
-    assert round_orders(["stock", "kestra"], 1) == [["stock", "kestra"]]
-    assert round_orders(["stock", "kestra"], 3) == [
+def test_cpu_steps_alternate_the_order_of_the_stacks():
+    assert stack_orders(["stock", "kestra"], 1) == [["stock", "kestra"]]
+    assert stack_orders(["stock", "kestra"], 3) == [
         ["stock", "kestra"],
         ["kestra", "stock"],
         ["stock", "kestra"],
     ]
 
 
-def test_with_several_cpu_rounds_the_cpu_per_run_is_the_median_and_each_round_is_shown():
+def test_with_several_cpu_steps_the_cpu_per_run_is_the_median_and_each_step_is_shown():
     def cpu(total, scheduler):
         rows = [
             {"component": "scheduler", "per_run": scheduler},
@@ -113,7 +113,7 @@ def test_with_several_cpu_rounds_the_cpu_per_run_is_the_median_and_each_round_is
     kestra_steps = [cpu(0.17, 0.05), cpu(0.20, 0.07), cpu(0.18, 0.06)]
     report = {
         "dag_id": "kestra_bench_noop", "duration": 30, "warmup": 10, "cpu_rate": 5,
-        "cpu_rounds": round_orders(["stock", "kestra"], 3),
+        "cpu_orders": stack_orders(["stock", "kestra"], 3),
         "keep_up": {"share_of_rate": 0.9, "p50_below_seconds": 10.0, "fast_p50_below_seconds": 1.0},
         "started_at": "2026-12-02T00:00:00Z", "machine": {"cpus": 2, "memory_gib": 24},
         "results": [
@@ -125,7 +125,7 @@ def test_with_several_cpu_rounds_the_cpu_per_run_is_the_median_and_each_round_is
     }  # fmt: skip
     assert [row["cpu_per_run"] for row in ceiling_rows(report)] == ["230 ms", "180 ms"]
     text = ceiling_markdown(report)
-    assert "at 5 runs/s, median of 3 rounds (process trees" in text
+    assert "at 5 runs/s, median of 3 CPU steps (process trees" in text
     assert "| scheduler | 100 ms | 60 ms |" in text
     assert "| postgres | 130 ms | 120 ms |" in text
     assert "| 1 (stock, kestra) | 250 ms | 170 ms |" in text
@@ -133,7 +133,7 @@ def test_with_several_cpu_rounds_the_cpu_per_run_is_the_median_and_each_round_is
     assert "| 3 (stock, kestra) | 230 ms | 180 ms |" in text
 
 
-def test_one_cpu_round_shows_no_table_of_rounds():
+def test_one_cpu_step_shows_no_table_of_steps():
     cpu = {"cpu": {"components": [{"component": "scheduler", "per_run": 0.1}], "total": {"per_run": 0.1}}}
     report = {
         "dag_id": "kestra_bench_noop", "duration": 30, "warmup": 10, "cpu_rate": 5,
@@ -142,5 +142,5 @@ def test_one_cpu_round_shows_no_table_of_rounds():
         "results": [{"stack": "kestra", "ceiling": None, "fast_ceiling": None, "cpu_step": cpu, "steps": []}],
     }  # fmt: skip
     text = ceiling_markdown(report)
-    assert "in each round" not in text
+    assert "at each CPU step" not in text
     assert "median of" not in text
