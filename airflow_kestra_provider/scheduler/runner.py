@@ -631,6 +631,7 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         follows them is decided in this loop, not the next, and a run they end is marked
         finished now. Each pass ends at least one more task instance, so there are at most as
         many passes as the DAG has tasks."""
+        short_circuited.take(dag_run)  # nothing left from an attempt the batch's retry rolled back
         callback = super()._schedule_dag_run(dag_run, session)
         passes_left = len(getattr(dag_run.dag, "task_dict", ()))
         while passes_left > 0 and dag_run.state == DagRunState.RUNNING:
