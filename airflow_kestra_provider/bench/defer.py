@@ -59,10 +59,10 @@ MANY_DAG_ID = "kestra_bench_deferred_many"
 QUIET_END_BEFORE_FIRE = 125.0  # seconds: the window ends this long before fire_at
 WINDOW_SECONDS = 45.0  # the longest window
 LEAD_SECONDS = QUIET_END_BEFORE_FIRE + WINDOW_SECONDS + 15.0  # from the copies' commit to fire_at, plus ...
-# ... this per trigger: time for the triggerer to load and start them all. (On 2 cores the stock
-# triggerer owned 10,000 within 35 s but took minutes more to start them all; its row then
-# reports that instead of a window.)
-LEAD_PER_TRIGGER = 0.025
+# ... this per trigger (``--lead-per-task``): time for the triggerer to load and start them all.
+# (On 2 cores the stock triggerer owned 10,000 within 35 s but took about 5 minutes more to start
+# them all; with the default its row reports that instead of a window, 0.05 leaves it one.)
+LEAD_PER_TASK = 0.025
 IDLE_SETTLE = 3.0  # seconds after the last trigger started before the window starts
 MIN_WINDOW = 10.0  # seconds; a shorter one is reported as a timeout
 RESUME_TIMEOUT = 300.0
@@ -126,8 +126,10 @@ def defer(
     run_timeout: float,
     out: Path | None,
     log: Log,
+    lead_per_task: float = LEAD_PER_TASK,
 ) -> dict[str, Any]:
-    """Per stack: the overhead runs, then each count of tasks deferred at once."""
+    """Per stack: the overhead runs, then each count of tasks deferred at once (each count's
+    triggers fire ``lead(count, lead_per_task)`` seconds after its run is triggered)."""
     capacity = max([1000, *counts]) + 100
     plan = replace(plan, settings={"AIRFLOW__TRIGGERER__CAPACITY": str(capacity), **plan.settings})
     dag_id = defer_dag_id(seconds)
@@ -141,7 +143,7 @@ def defer(
                 for count in counts:
                     log(f"  {name}: {count} tasks deferred at once ...")
                     try:
-                        many.append(deferred_at_once(stack, count, log))
+                        many.append(deferred_at_once(stack, count, log, lead(count, lead_per_task)))
                     except TimeoutError as err:
                         log(f"    {count} deferred: {err}")
                         many.append({"count": count, "error": str(err)})
@@ -152,6 +154,7 @@ def defer(
         "defer_seconds": seconds,
         "runs": runs,
         "deferred": list(counts),
+        "lead_per_task": lead_per_task,
         "machine": machine_info(),
         "results": results,
     }
@@ -273,16 +276,24 @@ def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> float:
     return time.monotonic() - started
 
 
-def deferred_at_once(stack: AirflowStack, count: int, log: Log) -> dict[str, Any]:
-    """Defer ``count`` tasks on ``stack`` at once; measure the triggerer while they wait and fire."""
+def lead(count: int, per_task: float = LEAD_PER_TASK) -> float:
+    """Seconds from triggering the run of ``count`` deferred tasks to the moment they fire."""
+    return LEAD_SECONDS + per_task * count
+
+
+def deferred_at_once(stack: AirflowStack, count: int, log: Log, lead_seconds: float) -> dict[str, Any]:
+    """Defer ``count`` tasks on ``stack`` at once, due ``lead_seconds`` after the run is triggered
+    (see :func:`lead`); measure the triggerer while they wait and fire."""
     engine = create_engine(stack.config.sql_alchemy_conn)
     try:
-        return _deferred_at_once(stack, engine, count, log)
+        return _deferred_at_once(stack, engine, count, log, lead_seconds)
     finally:
         engine.dispose()
 
 
-def _deferred_at_once(stack: AirflowStack, engine: Engine, count: int, log: Log) -> dict[str, Any]:
+def _deferred_at_once(
+    stack: AirflowStack, engine: Engine, count: int, log: Log, lead_seconds: float
+) -> dict[str, Any]:
     roots = find_components(stack.config.home, api_port=stack.config.port)
     probe_roots = {"triggerer": roots["triggerer"]}
     postmaster = postgres_postmaster(engine)
@@ -290,14 +301,15 @@ def _deferred_at_once(stack: AirflowStack, engine: Engine, count: int, log: Log)
         probe_roots["postgres"] = postmaster
     probe = CpuProbe(probe_roots)
     run_id = f"kbench-many{count}"
-    lead = LEAD_SECONDS + LEAD_PER_TRIGGER * count
-    fire_at = _db_now(engine) + datetime.timedelta(seconds=lead)
+    fire_at = _db_now(engine) + datetime.timedelta(seconds=lead_seconds)
     with stack.client() as client:
         client.wait_for_dag(MANY_DAG_ID, timeout=180)
         client.trigger(MANY_DAG_ID, conf={"fire_at": fire_at.isoformat()}, run_id=run_id)
     deferred = "SELECT count(*) FROM task_instance WHERE dag_id = :d AND run_id = :r AND state = 'deferred'"
     _wait(
-        lambda: _count(engine, deferred, d=MANY_DAG_ID, r=run_id) == 1, lead / 2, "the template task deferred"
+        lambda: _count(engine, deferred, d=MANY_DAG_ID, r=run_id) == 1,
+        lead_seconds / 2,
+        "the template task deferred",
     )
     if count > 1:
         copy_deferred(engine, MANY_DAG_ID, run_id, count - 1)
@@ -318,7 +330,8 @@ def _deferred_at_once(stack: AirflowStack, engine: Engine, count: int, log: Log)
     idle_seconds = min(WINDOW_SECONDS, (fire_at - _db_now(engine)).total_seconds() - QUIET_END_BEFORE_FIRE)
     if idle_seconds < MIN_WINDOW:
         raise TimeoutError(
-            f"the triggerer took {taken + started:.0f} s to own and start {count} triggers: no quiet window left"
+            f"the triggerer took {taken + started:.0f} s to own and start {count} triggers: "
+            "no quiet window left (a higher --lead-per-task gives it more time)"
         )
     idle_start, idle_before = time.monotonic(), probe.sample()
     time.sleep(idle_seconds)

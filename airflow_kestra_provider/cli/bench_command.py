@@ -239,7 +239,14 @@ def bench_defer(args: argparse.Namespace) -> None:
     if out is not None and counts:
         require_matplotlib()  # for defer.png, before the stacks run
     report = defer(
-        plan, args.defer, args.runs, counts, _positive("--run-timeout", args.run_timeout), out, _log
+        plan,
+        args.defer,
+        args.runs,
+        counts,
+        _positive("--run-timeout", args.run_timeout),
+        out,
+        _log,
+        _positive("--lead-per-task", args.lead_per_task, allow_zero=True),
     )
     _print_rows(defer_rows(report["results"]), args)
 

@@ -10,10 +10,13 @@ from airflow.cli import cli_parser
 
 from airflow_kestra_provider.bench.collect import RunRecord
 from airflow_kestra_provider.bench.defer import (
+    LEAD_PER_TASK,
+    LEAD_SECONDS,
     MANY_DAG_ID,
     _copy_sql,
     bench_dags,
     defer_dag_id,
+    lead,
     overhead_result,
     started_triggers,
 )
@@ -122,6 +125,7 @@ def test_the_table_puts_stock_first_in_the_ratios_and_lists_the_deferred_rows():
         (["--runs", "0"], "--defer and --runs must be >= 1"),
         (["--deferred", "100,x"], "--deferred"),
         (["--deferred", "0"], "--deferred"),
+        (["--lead-per-task", "-1"], "--lead-per-task must be >= 0"),
     ],
 )
 def test_bad_arguments_give_one_line(argv, needle, capsys):
@@ -131,3 +135,11 @@ def test_bad_arguments_give_one_line(argv, needle, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert exit_info.value.code == 2
     assert len(err) == 1 and needle in err[0], err
+
+
+def test_the_lead_grows_with_the_tasks_and_the_option_defaults_to_the_bench_default():
+    args = cli_parser.get_parser().parse_args(["kestra", "bench", "defer"])
+    assert args.lead_per_task == LEAD_PER_TASK
+    assert lead(10_000) == pytest.approx(LEAD_SECONDS + 250.0)
+    assert lead(10_000, 0.05) == pytest.approx(LEAD_SECONDS + 500.0)
+    assert lead(100, 0.0) == LEAD_SECONDS
