@@ -23,6 +23,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -76,30 +77,23 @@ def _probe(stack: AirflowStack, target: Target) -> CpuProbe:
 
 
 def stack_ceiling(
-    stack: AirflowStack,
-    target: Target,
-    name: str,
-    rates: Sequence[float],
-    duration: float,
-    warmup: float,
-    cpu_rate: float,
-    drain_timeout: float,
-    quiet: bool,
+    stack: AirflowStack, target: Target, name: str, rates: Sequence[float], cpu_spec: LoadSpec, quiet: bool
 ) -> dict[str, Any]:
-    cpu_step = stack_cpu_step(stack, target, name, duration, warmup, cpu_rate, drain_timeout, quiet)
+    """The CPU step (``cpu_spec``), then the ladder: ``cpu_spec``'s load at each of ``rates``,
+    lowest first, until one is not kept up with."""
+    cpu_step = stack_cpu_step(stack, target, name, cpu_spec, quiet)
     steps: list[dict[str, Any]] = []
     for rate in sorted(rates):
         if steps and not keeps_up(steps[-1]):
             steps.append({"rate": rate, "skipped": f"not kept up at {steps[-1]['rate']:g}/s"})
             continue
-        spec = LoadSpec(target.dag_id, rate, duration, warmup, drain_timeout)
         bar = ProgressBar(f"  {name} {rate:g}/s", quiet=quiet)
-        steps.append(run_load(spec, target.trigger, target.collector, bar).to_dict())
+        steps.append(run_load(replace(cpu_spec, rate=rate), target.trigger, target.collector, bar).to_dict())
     return {
         "stack": name,
         "ceiling": ceiling_of(steps),
         "fast_ceiling": ceiling_of(steps, FAST_P50),
-        "cpu_rate": cpu_rate,
+        "cpu_rate": cpu_spec.rate,
         "cpu_step": cpu_step,
         "cpu_steps": [cpu_step],
         "steps": steps,
@@ -107,19 +101,11 @@ def stack_ceiling(
 
 
 def stack_cpu_step(
-    stack: AirflowStack,
-    target: Target,
-    name: str,
-    duration: float,
-    warmup: float,
-    cpu_rate: float,
-    drain_timeout: float,
-    quiet: bool,
+    stack: AirflowStack, target: Target, name: str, spec: LoadSpec, quiet: bool
 ) -> dict[str, Any]:
-    """The CPU step: load at ``cpu_rate`` with every component's CPU sampled."""
+    """The CPU step: the load of ``spec`` with every component's CPU sampled."""
     probe = _probe(stack, target)
-    spec = LoadSpec(target.dag_id, cpu_rate, duration, warmup, drain_timeout)
-    bar = ProgressBar(f"  {name} CPU at {cpu_rate:g}/s", quiet=quiet)
+    bar = ProgressBar(f"  {name} CPU at {spec.rate:g}/s", quiet=quiet)
     return run_load(spec, target.trigger, target.collector, bar, cpu_probe=probe.sample).to_dict()
 
 
@@ -144,14 +130,11 @@ def ceiling(
     info = machine_info()
     results = []
     orders = stack_orders(plan.stacks, cpu_repeats)
+    cpu_spec = LoadSpec(dag_id, cpu_rate, duration, warmup, drain_timeout)
     with bench_site(plan, log) as site:
         for name in orders[0]:
             with site.stack(name, f"ceiling_{name}", dag_id) as (stack, target):
-                results.append(
-                    stack_ceiling(
-                        stack, target, name, rates, duration, warmup, cpu_rate, drain_timeout, plan.quiet
-                    )
-                )
+                results.append(stack_ceiling(stack, target, name, rates, cpu_spec, plan.quiet))
             log(f"{name}: ceiling {results[-1]['ceiling']} runs/s")
         by_name = {r["stack"]: r for r in results}
         for number, order in enumerate(orders[1:], start=2):
@@ -159,9 +142,7 @@ def ceiling(
                 label = f"ceiling_{name}_cpu{number}"
                 with site.stack(name, label, dag_id, prefix=f"CPU step {number}: ") as (stack, target):
                     by_name[name]["cpu_steps"].append(
-                        stack_cpu_step(
-                            stack, target, name, duration, warmup, cpu_rate, drain_timeout, plan.quiet
-                        )
+                        stack_cpu_step(stack, target, name, cpu_spec, plan.quiet)
                     )
     report = {
         "kind": "ceiling",

@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+from types import SimpleNamespace
+
+from airflow_kestra_provider.bench import ceiling
 from airflow_kestra_provider.bench.ceiling import (
     ceiling_markdown,
     ceiling_of,
     ceiling_rows,
     keeps_up,
+    stack_ceiling,
     stack_orders,
 )
+from airflow_kestra_provider.bench.load import LoadSpec
 
 
 def step(rate: float, throughput: float | None, p50: float | None, drained: bool = True, done: int = 10):
@@ -144,3 +149,31 @@ def test_one_cpu_step_shows_no_table_of_steps():
     text = ceiling_markdown(report)
     assert "at each CPU step" not in text
     assert "median of" not in text
+
+
+def test_a_stack_gets_the_cpu_step_then_the_ladder_of_its_load_until_the_first_miss(monkeypatch):
+    loads: list[tuple[LoadSpec, bool]] = []
+    kept_up = {5.0: True, 2.0: True, 4.0: True, 8.0: False}
+
+    def fake_run_load(spec, trigger, collector, bar, cpu_probe=None):
+        loads.append((spec, cpu_probe is not None))
+        good = kept_up[spec.rate]
+        return SimpleNamespace(to_dict=lambda: step(spec.rate, spec.rate if good else 1.0, 0.3))
+
+    monkeypatch.setattr(ceiling, "run_load", fake_run_load)
+    monkeypatch.setattr(ceiling, "_probe", lambda stack, target: SimpleNamespace(sample=dict))
+    target = SimpleNamespace(trigger=None, collector=None)
+    cpu_spec = LoadSpec("d", 5.0, duration=30.0, warmup=10.0, drain_timeout=60.0)
+
+    result = stack_ceiling(SimpleNamespace(), target, "kestra", [8.0, 2.0, 4.0, 16.0], cpu_spec, quiet=True)
+
+    assert [(spec.rate, probed) for spec, probed in loads] == [
+        (5.0, True),
+        (2.0, False),
+        (4.0, False),
+        (8.0, False),
+    ]
+    assert all((s.dag_id, s.duration, s.warmup, s.drain_timeout) == ("d", 30.0, 10.0, 60.0) for s, _ in loads)
+    assert result["ceiling"] == 4.0 and result["cpu_rate"] == 5.0
+    assert result["steps"][-1] == {"rate": 16.0, "skipped": "not kept up at 8/s"}
+    assert result["cpu_steps"] == [result["cpu_step"]]
