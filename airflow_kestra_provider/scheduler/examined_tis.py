@@ -17,8 +17,8 @@ as it would be had it been committed just after the stock per-run read.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from airflow.models.dagrun import DagRun
@@ -26,6 +26,8 @@ from airflow.models.taskinstance import TaskInstance
 from airflow.utils.state import State
 from sqlalchemy import or_, select, tuple_
 from sqlalchemy.orm import joinedload
+
+from airflow_kestra_provider.scheduler.run_methods import replaced
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -56,7 +58,7 @@ def load_task_instances(runs: Iterable[DagRun], session: Session) -> dict[RunKey
     return found
 
 
-def _answer_once(run: DagRun, tis: list[TaskInstance], session: Session) -> None:
+def _answer_once(run: DagRun, tis: list[TaskInstance], session: Session) -> Callable[..., list[TaskInstance]]:
     stock = run.get_task_instances  # the bound stock method, kept for every other call
     read_in = session.get_transaction()
 
@@ -70,7 +72,7 @@ def _answer_once(run: DagRun, tis: list[TaskInstance], session: Session) -> None
             return list(tis)
         return stock(state=state, **kwargs)
 
-    setattr(run, _ATTRIBUTE, get_task_instances)
+    return get_task_instances
 
 
 def forget(run: DagRun) -> None:
@@ -78,17 +80,15 @@ def forget(run: DagRun) -> None:
     run.__dict__.pop(_ATTRIBUTE, None)
 
 
-@contextmanager
-def serving(runs: list[DagRun], tis: dict[RunKey, list[TaskInstance]], session: Session) -> Iterator[None]:
+def serving(
+    runs: list[DagRun], tis: dict[RunKey, list[TaskInstance]], session: Session
+) -> AbstractContextManager[None]:
     """Within the block, each run of ``runs`` answers its first ``get_task_instances`` for every
     state from ``tis``, read in ``session``'s current transaction (after a rollback, the stock
     method answers); on exit every run is back to the stock method."""
-    for run in runs:
+
+    def answer(run: DagRun) -> Callable[..., list[TaskInstance]] | None:
         found = tis.get((run.dag_id, run.run_id))
-        if found is not None:
-            _answer_once(run, found, session)
-    try:
-        yield
-    finally:
-        for run in runs:
-            forget(run)
+        return None if found is None else _answer_once(run, found, session)
+
+    return replaced(runs, _ATTRIBUTE, answer)

@@ -15,9 +15,11 @@ same transaction. On exit every run is back to the stock method.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
+
+from airflow_kestra_provider.scheduler.run_methods import replaced
 
 if TYPE_CHECKING:
     from airflow.models.dagrun import DagRun
@@ -27,7 +29,7 @@ _ATTRIBUTE = "schedule_tis"  # the DagRun method the stock decision ends with
 _NOTED = "_kestra_short_circuited"  # where a run keeps what it handed over
 
 
-def _watch(run: DagRun) -> None:
+def _watcher(run: DagRun) -> Callable[..., int]:
     stock = run.schedule_tis  # the bound stock method
 
     def schedule_tis(schedulable_tis: Iterable[TaskInstance], **kwargs: Any) -> int:
@@ -36,7 +38,7 @@ def _watch(run: DagRun) -> None:
             run.__dict__[_NOTED] = handed
         return stock(handed, **kwargs)
 
-    setattr(run, _ATTRIBUTE, schedule_tis)
+    return schedule_tis
 
 
 def take(run: DagRun) -> list[TaskInstance]:
@@ -45,15 +47,6 @@ def take(run: DagRun) -> list[TaskInstance]:
     return run.__dict__.pop(_NOTED, [])
 
 
-@contextmanager
-def watching(runs: Iterable[DagRun]) -> Iterator[None]:
+def watching(runs: Iterable[DagRun]) -> AbstractContextManager[None]:
     """Within the block, the runs note what :func:`take` returns; on exit they are as before."""
-    watched = list(runs)
-    for run in watched:
-        _watch(run)
-    try:
-        yield
-    finally:
-        for run in watched:
-            run.__dict__.pop(_ATTRIBUTE, None)
-            run.__dict__.pop(_NOTED, None)
+    return replaced(runs, _ATTRIBUTE, _watcher, also_clear=(_NOTED,))
