@@ -25,6 +25,22 @@ def step(rate: float, throughput: float | None, p50: float | None, drained: bool
     }
 
 
+def cpu_of(parts: dict[str, float]) -> dict:
+    """A CPU step whose components use ``parts`` CPU-s per run."""
+    rows = [{"component": k, "per_run": v} for k, v in parts.items()]
+    return {"cpu": {"components": rows, "total": {"per_run": sum(parts.values())}}}
+
+
+def report_of(*results: dict, **extra) -> dict:
+    """A ceiling report at 5 runs/s with ``results``."""
+    return {
+        "dag_id": "kestra_bench_noop", "duration": 30, "warmup": 10, "cpu_rate": 5,
+        "keep_up": {"share_of_rate": 0.9, "p50_below_seconds": 10.0, "fast_p50_below_seconds": 1.0},
+        "started_at": "2026-12-02T00:00:00Z", "machine": {"cpus": 2, "memory_gib": 24},
+        "results": list(results), **extra,
+    }  # fmt: skip
+
+
 def test_keeping_up_needs_every_run_the_rate_and_a_bounded_p50():
     assert keeps_up(step(10, 9.5, 0.4))
     assert keeps_up(step(10, 9.5, 1.2))
@@ -46,25 +62,12 @@ def test_the_ceiling_is_the_last_rate_before_the_first_miss():
 
 
 def test_the_markdown_has_the_ceiling_and_cpu_per_component_side_by_side():
-    def cpu(parts):
-        rows = [{"component": k, "per_run": v} for k, v in parts.items()]
-        return {"cpu": {"components": rows, "total": {"per_run": sum(parts.values())}}}
-
-    report = {
-        "dag_id": "kestra_bench_noop",
-        "duration": 30,
-        "warmup": 10,
-        "cpu_rate": 5,
-        "keep_up": {"share_of_rate": 0.9, "p50_below_seconds": 10.0, "fast_p50_below_seconds": 1.0},
-        "started_at": "2026-12-02T00:00:00Z",
-        "machine": {"cpus": 2, "memory_gib": 24},
-        "results": [
-            {"stack": "stock", "ceiling": 2, "fast_ceiling": 2, "cpu_step": cpu({"scheduler": 0.2, "postgres": 0.1}),
-             "steps": [step(2, 2.0, 0.9), step(4, 2.5, 20.0)]},
-            {"stack": "kestra", "ceiling": None, "fast_ceiling": None, "cpu_step": cpu({"scheduler": 0.05, "kestra-worker-1": 0.02,
-             "kestra-worker-2": 0.01}), "steps": [step(2, 1.0, 3.0)]},
-        ],
-    }  # fmt: skip
+    report = report_of(
+        {"stack": "stock", "ceiling": 2, "fast_ceiling": 2, "cpu_step": cpu_of({"scheduler": 0.2, "postgres": 0.1}),
+         "steps": [step(2, 2.0, 0.9), step(4, 2.5, 20.0)]},
+        {"stack": "kestra", "ceiling": None, "fast_ceiling": None, "cpu_step": cpu_of({"scheduler": 0.05, "kestra-worker-1": 0.02,
+         "kestra-worker-2": 0.01}), "steps": [step(2, 1.0, 3.0)]},
+    )  # fmt: skip
     text = ceiling_markdown(report)
     assert "| stock | 2.00/s | 900 ms | 2.00/s | 300 ms |" in text
     assert "| kestra | none | - | none | 80 ms |" in text
@@ -81,12 +84,9 @@ def test_a_tree_that_ran_tasks_is_split_into_root_tasks_and_other_processes():
     cpu = {
         "cpu": {"components": [row, {"component": "postgres", "per_run": 0.05}], "total": {"per_run": 0.25}}
     }
-    report = {
-        "dag_id": "kestra_bench_noop", "duration": 30, "warmup": 10, "cpu_rate": 5,
-        "keep_up": {"share_of_rate": 0.9, "p50_below_seconds": 10.0, "fast_p50_below_seconds": 1.0},
-        "started_at": "2026-12-02T00:00:00Z", "machine": {"cpus": 2, "memory_gib": 24},
-        "results": [{"stack": "kestra", "ceiling": None, "fast_ceiling": None, "cpu_step": cpu, "steps": []}],
-    }  # fmt: skip
+    report = report_of(
+        {"stack": "kestra", "ceiling": None, "fast_ceiling": None, "cpu_step": cpu, "steps": []}
+    )
     lines = ceiling_markdown(report).splitlines()
     at = lines.index("| scheduler | 200 ms |")
     assert lines[at + 1 : at + 4] == [
@@ -108,26 +108,17 @@ def test_cpu_steps_alternate_the_order_of_the_stacks():
 
 def test_with_several_cpu_steps_the_cpu_per_run_is_the_median_and_each_step_is_shown():
     def cpu(total, scheduler):
-        rows = [
-            {"component": "scheduler", "per_run": scheduler},
-            {"component": "postgres", "per_run": total - scheduler},
-        ]
-        return {"cpu": {"components": rows, "total": {"per_run": total}}}
+        return cpu_of({"scheduler": scheduler, "postgres": total - scheduler})
 
     stock_steps = [cpu(0.25, 0.10), cpu(0.21, 0.08), cpu(0.23, 0.12)]
     kestra_steps = [cpu(0.17, 0.05), cpu(0.20, 0.07), cpu(0.18, 0.06)]
-    report = {
-        "dag_id": "kestra_bench_noop", "duration": 30, "warmup": 10, "cpu_rate": 5,
-        "cpu_orders": stack_orders(["stock", "kestra"], 3),
-        "keep_up": {"share_of_rate": 0.9, "p50_below_seconds": 10.0, "fast_p50_below_seconds": 1.0},
-        "started_at": "2026-12-02T00:00:00Z", "machine": {"cpus": 2, "memory_gib": 24},
-        "results": [
-            {"stack": "stock", "ceiling": 2, "fast_ceiling": None, "cpu_step": stock_steps[0],
-             "cpu_steps": stock_steps, "steps": [step(2, 2.0, 1.5)]},
-            {"stack": "kestra", "ceiling": 2, "fast_ceiling": 2, "cpu_step": kestra_steps[0],
-             "cpu_steps": kestra_steps, "steps": [step(2, 2.0, 0.2)]},
-        ],
-    }  # fmt: skip
+    report = report_of(
+        {"stack": "stock", "ceiling": 2, "fast_ceiling": None, "cpu_step": stock_steps[0],
+         "cpu_steps": stock_steps, "steps": [step(2, 2.0, 1.5)]},
+        {"stack": "kestra", "ceiling": 2, "fast_ceiling": 2, "cpu_step": kestra_steps[0],
+         "cpu_steps": kestra_steps, "steps": [step(2, 2.0, 0.2)]},
+        cpu_orders=stack_orders(["stock", "kestra"], 3),
+    )  # fmt: skip
     assert [row["cpu_per_run"] for row in ceiling_rows(report)] == ["230 ms", "180 ms"]
     text = ceiling_markdown(report)
     assert "at 5 runs/s, median of 3 CPU steps (process trees" in text
@@ -139,13 +130,10 @@ def test_with_several_cpu_steps_the_cpu_per_run_is_the_median_and_each_step_is_s
 
 
 def test_one_cpu_step_shows_no_table_of_steps():
-    cpu = {"cpu": {"components": [{"component": "scheduler", "per_run": 0.1}], "total": {"per_run": 0.1}}}
-    report = {
-        "dag_id": "kestra_bench_noop", "duration": 30, "warmup": 10, "cpu_rate": 5,
-        "keep_up": {"share_of_rate": 0.9, "p50_below_seconds": 10.0, "fast_p50_below_seconds": 1.0},
-        "started_at": "2026-12-02T00:00:00Z", "machine": {"cpus": 2, "memory_gib": 24},
-        "results": [{"stack": "kestra", "ceiling": None, "fast_ceiling": None, "cpu_step": cpu, "steps": []}],
-    }  # fmt: skip
+    cpu = cpu_of({"scheduler": 0.1})
+    report = report_of(
+        {"stack": "kestra", "ceiling": None, "fast_ceiling": None, "cpu_step": cpu, "steps": []}
+    )
     text = ceiling_markdown(report)
     assert "at each CPU step" not in text
     assert "median of" not in text
