@@ -1,9 +1,10 @@
 """The triggerer's main process: loads triggers when told to, not once a second.
 
 The stock :class:`~airflow.jobs.triggerer_job_runner.TriggerRunnerSupervisor` runs, every loop
-(at most a second apart, and after every message of its subprocess): ``Trigger.assign_unassigned``
-(a count and a locking select), ``Trigger.ids_for_triggerer`` (the ids of every trigger it owns,
-thousands with thousands of deferred tasks, diffed against what runs) and ``Trigger.clean_unused``.
+(at most a second apart, and after every message or log line of its subprocess):
+``Trigger.assign_unassigned`` (a count and a locking select), ``Trigger.ids_for_triggerer`` (the
+ids of every trigger it owns, thousands with thousands of deferred tasks, diffed against what
+runs) and ``Trigger.clean_unused``.
 :class:`KestraTriggerRunnerSupervisor` keeps each of those calls (``clean_unused`` first, so the
 row of a cancelled trigger is gone before the ids are read) and makes them when something may
 have changed:
