@@ -60,8 +60,8 @@ QUIET_END_BEFORE_FIRE = 125.0  # seconds: the window ends this long before fire_
 WINDOW_SECONDS = 45.0  # the longest window
 LEAD_SECONDS = QUIET_END_BEFORE_FIRE + WINDOW_SECONDS + 15.0  # from the copies' commit to fire_at, plus ...
 # ... this per trigger (``--lead-per-task``): time for the triggerer to load and start them all.
-# (On 2 cores the stock triggerer owned 10,000 within 35 s but took about 5 minutes more to start
-# them all; with the default its row reports that instead of a window, 0.05 leaves it one.)
+# (On 2 cores the stock triggerer owned 10,000 within about 30 s but took 3 to 5 minutes more to
+# start them all; with the default its row reports that instead of a window, 0.05 leaves it one.)
 LEAD_PER_TASK = 0.025
 IDLE_SETTLE = 3.0  # seconds after the last trigger started before the window starts
 MIN_WINDOW = 10.0  # seconds; a shorter one is reported as a timeout
