@@ -828,7 +828,7 @@ SEAMS: tuple[Seam, ...] = (
         "airflow.models.trigger.Trigger.submit_event",
         "reimplemented",
         (TRIGGERER_EVENTS,),
-        "Stock, per event: select the task instances deferred on the trigger, handle_event_submit each (ORM, a flush each), then select the trigger with its asset watchers, register an asset change per asset, hand the event to its callback; it does not commit. submit_events gives the same rows for a batch: one select of the deferred rows, the stock base handler run on a stand-in row for a resume, the success/skipped end reimplemented, one executemany UPDATE per kind, and the stock handler on the ORM task instance for every other case; then one select of the triggers. tests/unit/triggerer/test_events.py compares the rows with stock's.",
+        "Stock, per event: select the task instances deferred on the trigger, handle_event_submit each (ORM, a flush each), then select the trigger with its asset watchers, register an asset change per asset, hand the event to its callback; it does not commit. submit_events gives the same rows for a batch: one select of the deferred rows, the stock base handler run on a stand-in row for a resume, the success/skipped end reimplemented, one executemany UPDATE per kind, and the stock handler on the ORM task instance for every other case; then one select of those triggers that have an asset watcher or a callback (the others need nothing more). tests/unit/triggerer/test_events.py compares the rows with stock's.",
         params=("trigger_id", "event", "session"),
         fingerprint="9f37209d7c1622d15aa0492674821da7b8da56c049ec1c9509f3ab4770dcd373",
     ),
@@ -839,6 +839,14 @@ SEAMS: tuple[Seam, ...] = (
         "singledispatch on the event type. The base handler (any TriggerEvent) reads and sets only next_method, next_kwargs, trigger_id, state and scheduled_dttm of the task instance (and logs it), then flushes the session it is given: submit_events runs it on a DeferredRow with a session whose flush does nothing and writes those columns. The handler registered for BaseTaskEndEvent is reimplemented for success and skipped without XComs (see TaskInstance.set_state), and called as is otherwise; event_kind tells them apart with dispatch().",
         params=("event", "task_instance", "session"),
         fingerprint="edf645d083ed8190908b039e634421e533ee484c85e319818c34b5bcfac16475",
+    ),
+    Seam(
+        "airflow.callbacks.database_callback_sink.DatabaseCallbackSink.send",
+        "reimplemented",
+        (TRIGGERER_EVENTS,),
+        "Stock adds DbCallbackRequest(callback=request, priority_weight=1) to the session (a flush each). insert_callback_requests builds the same objects and writes their column values with one executemany INSERT (id and created_at from the column defaults); the events test compares the rows.",
+        params=("self", "callback", "session"),
+        fingerprint="de2666ccc2def1439c949a8cf142a85f5dccbb72ac98f28c0bb79a11a9f822c1",
     ),
     Seam(
         "airflow.models.taskinstance.TaskInstance.set_state",

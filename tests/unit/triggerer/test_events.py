@@ -32,6 +32,8 @@ TI_SKIP = {
     "dag_version_id",
 }
 TI_STAMPS = ("scheduled_dttm", "start_date", "end_date", "duration")
+# Columns of a callback request row that must match (besides id and created_at, which must be set).
+CALLBACK_COLUMNS = ("type", "fetch_method", "bundle_name", "state", "output", "priority_weight", "trigger_id")
 
 
 def _events():
@@ -107,12 +109,19 @@ def _rows(session, dag_id: str):
         columns = {k: v for k, v in row.items() if k not in TI_SKIP}
         columns.update({f"{stamp} set": row[stamp] is not None for stamp in TI_STAMPS})
         tis[row["run_id"]] = columns
-    requests = [request.get_callback_request() for request in session.scalars(select(DbCallbackRequest))]
-    callbacks = sorted(
-        (request.ti.run_id, str(request.task_callback_type), request.filepath == f"{dag_id}.py")
-        for request in requests
-        if request.ti.dag_id == dag_id
-    )
+    callbacks = []
+    for stored in session.scalars(select(DbCallbackRequest)):
+        request = stored.get_callback_request()
+        if request.ti.dag_id != dag_id:
+            continue
+        # the row's own columns too (one INSERT must fill them as the ORM object's flush does)
+        columns = {key: getattr(stored, key) for key in CALLBACK_COLUMNS}
+        columns["stamped"] = stored.id is not None and stored.created_at is not None
+        columns["data keys"] = sorted(stored.data)
+        callbacks.append(
+            (request.ti.run_id, str(request.task_callback_type), request.filepath == f"{dag_id}.py", columns)
+        )
+    callbacks.sort(key=lambda callback: callback[:3])
     xcoms = sorted(
         (x.run_id, x.key, str(x.value))
         for x in session.scalars(select(XComModel).where(XComModel.dag_id == dag_id))
@@ -143,7 +152,7 @@ def test_a_batch_leaves_the_rows_the_stock_method_leaves(session):
     assert tis["unencodable"]["next_method"] == "__fail__"
     assert tis["success"]["state"] == "success" and tis["skipped"]["state"] == "skipped"
     assert tis["failed"]["state"] == "failed"
-    assert [run for run, _, _ in callbacks] == ["failed", "success"]
+    assert [callback[0] for callback in callbacks] == ["failed", "success"]
     assert xcoms == []
 
 
@@ -243,3 +252,37 @@ def test_the_statements_of_a_batch_do_not_grow_with_its_tasks(session):
         select(func.count()).where(TaskInstance.dag_id == "grow_large", TaskInstance.state == "success")
     )
     assert ended == 20
+
+
+def test_a_callback_trigger_event_updates_its_callback_as_stock(session):
+    """A trigger of a triggerer callback (a deadline's) has no task: the batch still finds it
+    (the select of triggers keeps those with a callback) and hands the event to the callback."""
+    from airflow.models.callback import Callback, TriggererCallback
+    from airflow.models.trigger import Trigger
+    from airflow.triggers.base import TriggerEvent
+
+    from airflow_kestra_provider.triggerer.events import submit_events
+
+    class Definition:
+        def serialize(self) -> dict:
+            return {"path": "builtins.print", "kwargs": {}}
+
+    callbacks = {}
+    for side in ("stock", "ours"):
+        callback = TriggererCallback(Definition())
+        callback.queue(session=session)
+        session.add(callback)
+        session.flush()
+        callbacks[side] = (callback.id, callback.trigger_id)
+    session.commit()
+    event = {"state": "success", "body": "done"}
+    Trigger.submit_event(trigger_id=callbacks["stock"][1], event=TriggerEvent(event), session=session)
+    submit_events([(callbacks["ours"][1], TriggerEvent(event))], session)
+    session.commit()
+    session.expire_all()
+
+    def outcome(side: str) -> tuple:
+        stored = session.get(Callback, callbacks[side][0])
+        return stored.state, stored.output, stored.trigger_id
+
+    assert outcome("ours") == outcome("stock") == ("success", "done", None)
