@@ -225,13 +225,15 @@ OPTIONS: tuple[Option, ...] = (
         "Seconds after which the Kestra scheduler examines a running dag run again, and runs its "
         "critical section (queueing scheduled task instances), when nothing it watches changed: "
         "no task instance of the run ended, no task instance scheduled in the loop, no NOTIFY "
-        "of a task instance's state. Time-based changes (retry delays, dag run timeouts, sensor "
-        "reschedules) are acted on within this interval, as within the stock scheduler's idle "
+        "of a task instance's state. Runs due again are examined 20 per loop, oldest decision "
+        "first, as stock. Time-based changes (retry delays, dag run timeouts, sensor "
+        "reschedules) are acted on within this interval (with many running runs, in their turn), "
+        "as within the stock scheduler's idle "
         "sleep; executor callbacks and connection tests are dispatched at this cadence too, and "
         "with LISTEN it is the cadence at which due DAGs are looked for when nothing notified "
-        "(a DAG whose next run became due gets it within this interval). 0 examines every "
-        "running run and runs the critical section and those checks in every loop, as the stock "
-        "scheduler does.",
+        "(a DAG whose next run became due gets it within this interval). 0 examines the stock "
+        "batch of running runs and runs the critical section and those checks in every loop, as "
+        "the stock scheduler does.",
         "0.5",
         0,
         60,

@@ -121,6 +121,12 @@ def _ended(run: DagRun) -> bool:
     return run.state in State.finished_dr_states and run.run_type != DagRunType.BACKFILL_JOB
 
 
+def _more_never_examined(fetched: list[DagRun], size: int) -> bool:
+    """Whether the stock query's batch (never-examined runs first) was full and all of it never
+    examined, so more such runs may wait behind it."""
+    return len(fetched) >= size and all(run.last_scheduling_decision is None for run in fetched)
+
+
 class KestraSchedulerJobRunner(SchedulerJobRunner):
     """Scheduler job runner that never sleeps after work and caches DAGs by version."""
 
@@ -560,22 +566,28 @@ class KestraSchedulerJobRunner(SchedulerJobRunner):
         * runs with a task instance that ended since their last decision
           (:mod:`.running_runs`), so finishing runs are not starved by the never-examined runs
           that bulk creation keeps starting;
-        * the stock query's next batch (while the previous one was full).
+        * the stock query's next batch, while the previous one was full of never-examined runs.
+
+        Runs examined before are looked at again one stock batch per loop, as stock: with
+        thousands of runs that wait (deferred tasks, long tasks), examining them all again every
+        ``scheduler_recheck_interval`` would keep the scheduler and the database busy with runs
+        in which nothing changed (what changes a run, a task instance ending, brings it into the
+        ended-task batch at once).
         """
         deadline = time.monotonic() + self._loop_budget
         size = DagRun.DEFAULT_DAGRUNS_TO_EXAMINE
         fetched = list(dag_runs)
         batch = self._due_for_recheck(fetched)
         seen = {run.id for run in batch}  # before the stock commit expires the objects
+        stock_left = _more_never_examined(fetched, size)
         callbacks = self._examine_batch(guard, batch, session)
-        stock_left = len(fetched) >= size and len(batch) == len(fetched)
         while True:  # at least one batch of ended runs per loop, whatever the budget
             ended = running_runs.lock_runs_with_ended_tis(session, size, exclude=seen)
             callbacks += self._examine(guard, ended, seen, session)
             if stock_left:
                 fetched = list(DagRun.get_running_dag_runs_to_examine(session=session))
                 fresh = self._due_for_recheck([run for run in fetched if run.id not in seen])
-                stock_left = len(fetched) >= size and bool(fresh)
+                stock_left = _more_never_examined(fetched, size) and bool(fresh)
                 callbacks += self._examine(guard, fresh, seen, session)
             if not ended and not stock_left:
                 return callbacks

@@ -278,6 +278,32 @@ def test_starting_and_examining_runs_is_not_capped_at_one_batch_per_loop(runner,
         assert mine <= set(examined)
 
 
+def test_runs_examined_before_are_examined_again_one_batch_per_loop(runner, session):
+    """Never-examined runs are examined batch after batch (previous test); runs examined before
+    in which nothing ended are looked at again one stock batch (20) per loop, as stock, not all of
+    them every recheck interval."""
+    from airflow.models.dagrun import DagRun
+    from sqlalchemy import select, update
+
+    count = 45
+    _bulk_created(runner, session, [f"bulk_again_{i:02d}" for i in range(count)])
+    runner._recheck = 1.0
+    with prohibit_commit(session) as guard:
+        runner._start_queued_dagruns(session)
+        mine = DagRun.dag_id.like("bulk\\_again\\_%", escape="\\")
+        long_ago = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=1)
+        session.execute(update(DagRun).where(mine).values(last_scheduling_decision=long_ago))
+        guard.commit()
+        ids = set(session.scalars(select(DagRun.id).where(mine)))
+
+        first = list(DagRun.get_running_dag_runs_to_examine(session=session))
+        examined = {run.id for run, _ in runner._schedule_all_dag_runs(guard, first, session)}
+        assert len(examined & ids) == DagRun.DEFAULT_DAGRUNS_TO_EXAMINE
+        first = list(DagRun.get_running_dag_runs_to_examine(session=session))
+        examined |= {run.id for run, _ in runner._schedule_all_dag_runs(guard, first, session)}
+        assert len(examined & ids) == 2 * DagRun.DEFAULT_DAGRUNS_TO_EXAMINE  # the next batch
+
+
 def test_runs_a_finished_task_waits_on_are_examined_before_never_examined_ones(runner, session):
     """While bulk creation keeps starting never-examined runs (the stock examine order puts them
     first), a run whose task ended since its last decision is still finished in the same loop,
