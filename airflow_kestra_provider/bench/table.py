@@ -231,6 +231,13 @@ DEFERRED_HEADERS = (
 )
 
 
+def _started(many: dict[str, Any]) -> str:
+    """The "then all running after" cell: seconds, or that they were not all running in time."""
+    if many.get("started_seconds") is None and "window_note" in many:
+        return "not all before the window"
+    return fmt_seconds(many.get("started_seconds"))
+
+
 def _cpu_per_second(value: float | None) -> str:
     """CPU-seconds per second of wall time, as milliseconds per second."""
     return "-" if value is None else f"{value * 1000:.0f} ms/s"
@@ -279,7 +286,7 @@ def defer_table(results: Sequence[dict[str, Any]]) -> str:
                     r["stack"],
                     f"{m['count']:,}{ended}",
                     fmt_seconds(m.get("taken_seconds")),
-                    fmt_seconds(m.get("started_seconds")),
+                    _started(m),
                     _cpu_per_second(_get(m, "idle_cpu_per_second", "triggerer_loop")),
                     _cpu_per_second(_get(m, "idle_cpu_per_second", "triggerer")),
                     _cpu_per_second(_get(m, "idle_cpu_per_second", "postgres")),

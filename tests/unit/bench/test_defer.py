@@ -118,6 +118,22 @@ def test_the_table_puts_stock_first_in_the_ratios_and_lists_the_deferred_rows():
     assert rows[1]["overhead_p50"] == "5.00 s"
 
 
+def test_a_row_without_a_quiet_window_still_shows_its_firing():
+    """A triggerer that had not started every trigger before the window: no "while waiting"
+    figures, the reason in the started cell, the resume lag as measured."""
+    many = _many(10000, 0.2, 30.0)
+    del many["idle_cpu_per_second"]
+    many["started_seconds"] = None
+    many["window_note"] = "10000 triggers started not within 521 s"
+    results = [{"stack": "stock", "runs": 1, "completed": 1, "overhead": {"p50": 1.0}, "many": [many]}]
+    text = defer_table(results)
+    row = next(line for line in text.splitlines() if line.startswith("| stock | 10,000"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[3] == "not all before the window"
+    assert cells[4:7] == ["-", "-", "-"]
+    assert cells[7] == "30.00 s"
+
+
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
