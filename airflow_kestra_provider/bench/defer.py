@@ -67,6 +67,7 @@ LEAD_PER_TASK = 0.025
 IDLE_SETTLE = 3.0  # seconds after the last trigger started before the window starts
 MIN_WINDOW = 10.0  # seconds; a shorter one is reported as a timeout
 RESUME_TIMEOUT = 300.0
+MORE_LEAD = "a higher --lead-per-task gives it more time"  # what a row without a window suggests
 
 
 def defer_dag_id(seconds: int) -> str:
@@ -330,7 +331,7 @@ def _deferred_at_once(
             f"{count} triggers started",
         )
     except TimeoutError as err:
-        started, window_note = None, f"{err} (no quiet window; a higher --lead-per-task gives more time)"
+        started, window_note = None, f"{err}: no quiet window ({MORE_LEAD})"
     idle: tuple[dict[str, float], dict[str, float], float] | None = None
     if started is not None:
         time.sleep(IDLE_SETTLE)
@@ -340,7 +341,7 @@ def _deferred_at_once(
         if idle_seconds < MIN_WINDOW:
             window_note = (
                 f"the triggerer took {taken + started:.0f} s to own and start {count} triggers: "
-                "no quiet window left (a higher --lead-per-task gives it more time)"
+                f"no quiet window left ({MORE_LEAD})"
             )
         else:
             idle_start, idle_before = time.monotonic(), probe.sample()
